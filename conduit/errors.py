@@ -1,0 +1,81 @@
+"""Conduit's exceptions.
+
+Protocol errors carry the HTTP status a server should answer with (``.status``) and a short
+reason (``.reason``) suitable for a log line and a response body. The parser raises only
+these; a server answers ``status``, logs ``reason`` and closes the connection.
+"""
+
+from __future__ import annotations
+
+
+class ConduitError(Exception):
+    """Base class of every exception conduit raises on purpose."""
+
+
+class ProtocolError(ConduitError):
+    """The peer broke HTTP/1.1; answer ``status`` and close the connection."""
+
+    status: int = 400
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if status is not None:
+            self.status = status
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r}, status={self.status})"
+
+
+class BadRequest(ProtocolError):
+    status = 400
+
+
+class LengthRequired(ProtocolError):
+    status = 411
+
+
+class ContentTooLarge(ProtocolError):
+    """413: the body is larger than the configured limit."""
+
+    status = 413
+
+
+class URITooLong(ProtocolError):
+    """414: the request line is longer than the configured limit."""
+
+    status = 414
+
+
+class ExpectationFailed(ProtocolError):
+    status = 417
+
+
+class HeaderFieldsTooLarge(ProtocolError):
+    """431: the header block has too many bytes or too many fields."""
+
+    status = 431
+
+
+class NotImplementedByServer(ProtocolError):
+    """501: e.g. a transfer coding other than chunked."""
+
+    status = 501
+
+
+class HTTPVersionNotSupported(ProtocolError):
+    status = 505
+
+
+__all__ = [
+    "ConduitError",
+    "ProtocolError",
+    "BadRequest",
+    "LengthRequired",
+    "ContentTooLarge",
+    "URITooLong",
+    "ExpectationFailed",
+    "HeaderFieldsTooLarge",
+    "NotImplementedByServer",
+    "HTTPVersionNotSupported",
+]
