@@ -1,0 +1,452 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Server-sent event framing, compiled twin of ``_sse_py.py``.
+
+The framing rules (field order, data splitting, validation, immutability) are written once,
+at the top of ``_sse_py.py``; this twin obeys them byte for byte and exception for
+exception, and the tests run every case on both. User-facing docstrings are in
+``_sse_c.pyi``.
+
+How this twin is fast
+1. Every field becomes a (pointer, length) pair of UTF-8 bytes without copying:
+   ``PyUnicode_AsUTF8AndSize`` returns the str's own buffer for an ASCII str, and for other
+   strs builds the UTF-8 once and caches it on the str (so a str sent twice is encoded once).
+   Bytes data is used in place; it is only decoded (to validate it, or to keep its text on
+   an ``SSEEvent``) when it holds a byte >= 0x80 or an object is being built.
+2. Two ``memchr`` calls (vectorised in libc) decide whether data holds a line end at all.
+   Only then does the splitting path run: one pass counts the pieces, a second copies the
+   runs between line ends with ``memcpy``; both jump from line end to line end with
+   ``memchr`` (``_LineEnds``) instead of testing every byte.
+3. The frame is allocated once at its exact length (``PyBytes_FromStringAndSize(NULL, n)``)
+   and filled with ``memcpy``; no intermediate str, list or join.
+4. Integers that fit in a C ``long long`` (id, retry) are written as decimal digits by
+   hand; larger ones go through ``int.__repr__``, as in the pure twin.
+5. Errors stay off the hot path: the UTF-8 call is declared without an exception clause and
+   its NULL is checked by hand; the cold helper rebuilds the same message as the pure twin.
+6. ``SSEEvent`` is a final type with a free list and read-only C fields; it is built in
+   ``__cinit__`` (so re-calling ``__init__`` cannot change it) by the same builder as
+   ``encode_event``, and keeps the frame, so ``encode()`` returns it without work.
+"""
+
+cimport cython
+from cpython.bool cimport PyBool_Check
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_Check,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
+from cpython.exc cimport PyErr_Clear
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
+from cpython.unicode cimport (
+    PyUnicode_Check,
+    PyUnicode_CheckExact,
+    PyUnicode_DecodeUTF8,
+    PyUnicode_FromStringAndSize,
+)
+from libc.stdint cimport uint64_t
+from libc.string cimport memchr, memcpy
+
+import json
+
+cdef extern from "Python.h":
+    # NOTE: declared without an exception clause on purpose (rule 5): the caller checks
+    # for NULL and calls _raise_unencodable, which clears the error and raises ours.
+    const char* _utf8_and_size "PyUnicode_AsUTF8AndSize"(object s, Py_ssize_t* size)
+
+# NOTE: json.dumps with non-default arguments builds a JSONEncoder per call; this one
+# encoder gives the same output as json.dumps(value, separators=(",", ":"),
+# ensure_ascii=False).
+# allow_nan=False: NaN/Infinity are not JSON, and the browser's JSON.parse rejects them.
+_JSON_ENCODE = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+cdef bytes _HEARTBEAT = b":\n\n"
+
+cdef enum:
+    # Room for the longest long long, "-9223372036854775808" (20 characters).
+    _LL_DIGITS = 24
+
+
+cdef int _raise_unencodable(object s, str field) except -1:
+    # Cold path of rule 5: re-encode to get the codec's exception, as the pure twin does.
+    PyErr_Clear()
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"SSE {field} must be encodable as UTF-8 ({exc.reason} at index {exc.start})"
+        ) from exc
+    # The UTF-8 call failed for another reason (out of memory) that did not repeat.
+    raise MemoryError()
+
+
+cdef inline const char* _utf8(object s, Py_ssize_t* n, str field) except NULL:
+    cdef const char* p = _utf8_and_size(s, n)
+    if p == NULL:
+        _raise_unencodable(s, field)
+    return p
+
+
+cdef inline bint _is_ascii(const char* p, Py_ssize_t n) noexcept nogil:
+    cdef const unsigned char* u = <const unsigned char*>p
+    cdef Py_ssize_t i = 0
+    cdef uint64_t word
+    # PERF: eight bytes per step; memcpy into a local is the portable unaligned load.
+    while i + 8 <= n:
+        memcpy(&word, u + i, 8)
+        if word & 0x8080808080808080ULL:
+            return False
+        i += 8
+    while i < n:
+        if u[i] & 0x80:
+            return False
+        i += 1
+    return True
+
+
+cdef inline bint _has_line_end(const char* p, Py_ssize_t n, bint nul) noexcept nogil:
+    # Fields other than data are short: one plain loop beats three memchr calls.
+    cdef Py_ssize_t i
+    cdef char c
+    for i in range(n):
+        c = p[i]
+        if c == b'\n' or c == b'\r' or (nul and c == 0):
+            return True
+    return False
+
+
+cdef inline Py_ssize_t _format_ll(long long v, char* out) noexcept nogil:
+    # Decimal digits of v into out (at least _LL_DIGITS bytes); returns the length.
+    cdef char tmp[_LL_DIGITS]
+    cdef Py_ssize_t i = _LL_DIGITS
+    cdef Py_ssize_t n = 0
+    cdef unsigned long long u
+    if v < 0:
+        # Negate in unsigned arithmetic: -LLONG_MIN overflows a long long.
+        u = <unsigned long long>0 - <unsigned long long>v
+        out[0] = b'-'
+        n = 1
+    else:
+        u = <unsigned long long>v
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + <int>(u % 10))
+        u //= 10
+        if u == 0:
+            break
+    memcpy(out + n, tmp + i, _LL_DIGITS - i)
+    return n + _LL_DIGITS - i
+
+
+cdef struct _LineEnds:
+    # A cursor over the line ends of data: the next LF and the next CR, each found with
+    # memchr and searched again only once it is consumed, so a pass is O(n) whatever the mix.
+    const char* end
+    const char* next_lf
+    const char* next_cr
+
+
+cdef inline const char* _find(const char* p, const char* end, char c) noexcept nogil:
+    cdef const char* found = <const char*>memchr(p, c, <size_t>(end - p))
+    return found if found != NULL else end
+
+
+cdef inline void _line_ends_init(
+    _LineEnds* ends, const char* p, Py_ssize_t n, const char* lf, const char* cr
+) noexcept nogil:
+    ends.end = p + n
+    ends.next_lf = lf if lf != NULL else ends.end
+    ends.next_cr = cr if cr != NULL else ends.end
+
+
+cdef inline Py_ssize_t _next_line_end(_LineEnds* ends, const char** at) noexcept nogil:
+    # The next line end: its position in *at and its length (2 for CRLF, else 1) returned;
+    # 0 when none is left.
+    cdef const char* brk
+    if ends.next_cr < ends.next_lf:
+        brk = ends.next_cr
+        at[0] = brk
+        if brk + 1 < ends.end and brk[1] == b'\n':
+            # CRLF is one line end, not two (and next_lf was brk + 1).
+            ends.next_lf = _find(brk + 2, ends.end, b'\n')
+            ends.next_cr = _find(brk + 2, ends.end, b'\r')
+            return 2
+        ends.next_cr = _find(brk + 1, ends.end, b'\r')
+        return 1
+    if ends.next_lf < ends.end:
+        brk = ends.next_lf
+        at[0] = brk
+        ends.next_lf = _find(brk + 1, ends.end, b'\n')
+        return 1
+    return 0
+
+
+cdef inline char* _put(char* w, const char* src, Py_ssize_t n) noexcept nogil:
+    memcpy(w, src, n)
+    return w + n
+
+
+cdef str _data_text(object data):
+    # Rule 2 for everything that is not str or bytes-like: compact JSON.
+    try:
+        return _JSON_ENCODE(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(
+            f"SSE data of type {type(data).__name__} is not str, bytes or "
+            f"JSON-serializable: {exc}"
+        ) from exc
+
+
+cdef str _decode_data(object raw):
+    try:
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), NULL)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"SSE data bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
+
+
+cdef bytes _build(object data, object event, object id, object retry, SSEEvent keep):
+    """The frame of one event; when ``keep`` is given, also fill its fields (rule 6)."""
+    cdef const char* dp
+    cdef Py_ssize_t dn
+    cdef const char* ep = NULL
+    cdef Py_ssize_t en = -1
+    cdef const char* ip = NULL
+    cdef Py_ssize_t idn = -1
+    cdef const char* rp = NULL
+    cdef Py_ssize_t rn = -1
+    cdef char ibuf[_LL_DIGITS]
+    cdef char rbuf[_LL_DIGITS]
+    cdef long long v
+    cdef int overflow
+    cdef object text = None
+    cdef object raw     # bytes or a bytes subclass: a typed `bytes` would refuse the latter
+    cdef object id_text = None
+    cdef object retry_text
+    cdef const char* lf
+    cdef const char* cr
+    cdef _LineEnds ends
+    cdef const char* brk = NULL
+    cdef const char* run
+    cdef Py_ssize_t brk_len, pieces, breaks, total
+    cdef bytes frame
+    cdef char* w
+
+    # Rule 7: data, event, id, retry, each checked completely before the next.
+    if PyUnicode_CheckExact(data):
+        text = data
+        dp = _utf8(text, &dn, "data")
+    elif PyUnicode_Check(data):
+        text = str.__str__(data)
+        dp = _utf8(text, &dn, "data")
+    elif PyBytes_Check(data) or isinstance(data, (bytearray, memoryview)):
+        raw = data if PyBytes_Check(data) else bytes(data)
+        dp = PyBytes_AS_STRING(raw)
+        dn = PyBytes_GET_SIZE(raw)
+        # PERF: ASCII bytes are valid UTF-8 as they are; decode only to validate the rest
+        # or when an SSEEvent needs the text.
+        if keep is not None or not _is_ascii(dp, dn):
+            text = _decode_data(raw)
+    else:
+        text = _data_text(data)
+        dp = _utf8(text, &dn, "data")
+
+    if event is not None:
+        if not PyUnicode_Check(event):
+            raise TypeError(f"SSE event must be a str or None, not {type(event).__name__}")
+        if not PyUnicode_CheckExact(event):
+            event = str.__str__(event)
+        ep = _utf8(event, &en, "event")
+        if _has_line_end(ep, en, False):
+            raise ValueError("SSE event must not contain CR or LF")
+
+    if id is not None:
+        if PyUnicode_Check(id):
+            id_text = id if PyUnicode_CheckExact(id) else str.__str__(id)
+            ip = _utf8(id_text, &idn, "id")
+            if _has_line_end(ip, idn, True):
+                raise ValueError("SSE id must not contain CR, LF or NUL")
+        elif PyLong_Check(id) and not PyBool_Check(id):
+            v = PyLong_AsLongLongAndOverflow(id, &overflow)
+            if overflow == 0:
+                idn = _format_ll(v, ibuf)
+                ip = ibuf
+                if keep is not None:
+                    id_text = PyUnicode_FromStringAndSize(ibuf, idn)
+            else:
+                id_text = int.__repr__(id)
+                ip = _utf8(id_text, &idn, "id")
+        else:
+            raise TypeError(f"SSE id must be a str, an int or None, not {type(id).__name__}")
+
+    if retry is not None:
+        if not PyLong_Check(retry) or PyBool_Check(retry):
+            raise ValueError(
+                "SSE retry must be an int >= 0 (milliseconds) or None, "
+                f"not {type(retry).__name__}"
+            )
+        v = PyLong_AsLongLongAndOverflow(retry, &overflow)
+        if overflow < 0 or (overflow == 0 and v < 0):
+            raise ValueError(
+                "SSE retry must be an int >= 0 (milliseconds), not a negative int"
+            )
+        if type(retry) is not int:
+            # int.__index__ gives a plain int for an int subclass, ignoring its overrides.
+            retry = int.__index__(retry)
+        if overflow == 0:
+            rn = _format_ll(v, rbuf)
+            rp = rbuf
+        else:
+            retry_text = int.__repr__(retry)
+            rp = _utf8(retry_text, &rn, "retry")
+
+    # Rule 2: is there a line end in data at all? (PERF: memchr is vectorised.)
+    lf = <const char*>memchr(dp, b'\n', <size_t>dn)
+    cr = <const char*>memchr(dp, b'\r', <size_t>dn)
+    pieces = 1
+    breaks = 0
+    if lf != NULL or cr != NULL:
+        _line_ends_init(&ends, dp, dn, lf, cr)
+        while True:
+            brk_len = _next_line_end(&ends, &brk)
+            if brk_len == 0:
+                break
+            pieces += 1
+            breaks += brk_len
+
+    # "data: " + text without its line ends + "\ndata: " per extra piece + "\n\n".
+    total = 6 + dn - breaks + 7 * (pieces - 1) + 2
+    if en >= 0:
+        total += 8 + en     # "event: " ... "\n"
+    if idn >= 0:
+        total += 5 + idn    # "id: " ... "\n"
+    if rn >= 0:
+        total += 8 + rn     # "retry: " ... "\n"
+
+    frame = PyBytes_FromStringAndSize(NULL, total)
+    w = PyBytes_AS_STRING(frame)
+    if en >= 0:
+        w = _put(w, b"event: ", 7)
+        w = _put(w, ep, en)
+        w[0] = b'\n'
+        w += 1
+    if idn >= 0:
+        w = _put(w, b"id: ", 4)
+        w = _put(w, ip, idn)
+        w[0] = b'\n'
+        w += 1
+    if rn >= 0:
+        w = _put(w, b"retry: ", 7)
+        w = _put(w, rp, rn)
+        w[0] = b'\n'
+        w += 1
+    w = _put(w, b"data: ", 6)
+    if pieces == 1:
+        w = _put(w, dp, dn)
+    else:
+        _line_ends_init(&ends, dp, dn, lf, cr)
+        run = dp
+        while True:
+            brk_len = _next_line_end(&ends, &brk)
+            if brk_len == 0:
+                break
+            w = _put(w, run, brk - run)
+            w = _put(w, b"\ndata: ", 7)
+            run = brk + brk_len
+        w = _put(w, run, dp + dn - run)
+    w[0] = b'\n'
+    w[1] = b'\n'
+
+    if keep is not None:
+        keep._frame = frame
+        keep.data = text
+        keep.event = event
+        keep.id = id_text
+        keep.retry = retry
+    return frame
+
+
+def encode_event(data, event=None, id=None, retry=None):
+    """The frame bytes of one event, as SSEEvent(...).encode() but without the object."""
+    return _build(data, event, id, retry, None)
+
+
+def comment(text=""):
+    """A comment frame (": text" lines and a blank line), e.g. a heartbeat."""
+    cdef bytes raw
+    if not PyUnicode_Check(text):
+        raise TypeError(f"SSE comment text must be a str, not {type(text).__name__}")
+    if not PyUnicode_CheckExact(text):
+        text = str.__str__(text)
+    if not text:
+        return _HEARTBEAT
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"SSE comment text must be encodable as UTF-8 ({exc.reason} at index {exc.start})"
+        ) from exc
+    if b"\n" not in raw and b"\r" not in raw:
+        return b": " + raw + b"\n\n"
+    pieces = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return b"".join([(b": " + piece if piece else b":") + b"\n" for piece in pieces]) + b"\n"
+
+
+@cython.final
+@cython.freelist(64)
+cdef class SSEEvent:
+    """One server-sent event, validated and framed once when it is built (see _sse_c.pyi)."""
+
+    cdef readonly str data
+    cdef readonly str event
+    cdef readonly str id
+    cdef readonly object retry
+    cdef bytes _frame
+
+    def __cinit__(self, data, event=None, id=None, retry=None):
+        _build(data, event, id, retry, self)
+
+    cpdef bytes encode(self):
+        """The frame as UTF-8 bytes (built once, when the event was)."""
+        return self._frame
+
+    def format(self):
+        """The frame as text (the seed's API)."""
+        return self._frame.decode("utf-8")
+
+    def __eq__(self, other):
+        if type(other) is not SSEEvent:
+            return NotImplemented
+        cdef SSEEvent o = <SSEEvent>other
+        return (
+            self.data == o.data
+            and self.event == o.event
+            and self.id == o.id
+            and self.retry == o.retry
+        )
+
+    def __ne__(self, other):
+        if type(other) is not SSEEvent:
+            return NotImplemented
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash((self.data, self.event, self.id, self.retry))
+
+    def __repr__(self):
+        parts = [repr(self.data)]
+        if self.event is not None:
+            parts.append(f"event={self.event!r}")
+        if self.id is not None:
+            parts.append(f"id={self.id!r}")
+        if self.retry is not None:
+            parts.append(f"retry={self.retry!r}")
+        return f"SSEEvent({', '.join(parts)})"
+
+    def __reduce__(self):
+        return (SSEEvent, (self.data, self.event, self.id, self.retry))
+
+
+__all__ = ["SSEEvent", "comment", "encode_event"]
