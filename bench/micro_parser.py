@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import sys
 import timeit
+from pathlib import Path
 
-from conduit import _ext
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from conduit import _ext  # noqa: E402
 
 CHROME_GET = (
     b"GET /events?topic=orders HTTP/1.1\r\n"

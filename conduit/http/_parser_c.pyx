@@ -20,11 +20,12 @@ this twin obeys the same ones and the tests run every case on both. What differs
    path taken only on bad input), so both twins say the same thing.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from conduit.errors import (
@@ -101,7 +102,7 @@ cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     return c
 
 
-cdef bint _ieq(const char* p, Py_ssize_t n, const char* lit, Py_ssize_t m) noexcept nogil:
+cdef inline bint _ieq(const char* p, Py_ssize_t n, const char* lit, Py_ssize_t m) noexcept nogil:
     """Case-insensitive compare of p[:n] with a lowercase literal of length m."""
     cdef Py_ssize_t i
     if n != m:
@@ -141,6 +142,7 @@ cdef tuple _field(const char* base, Py_ssize_t name_off, Py_ssize_t name_len,
     return (name, PyBytes_FromStringAndSize(base + value_off, value_len))
 
 
+@cython.final
 cdef class ParsedRequest:
     """One complete request: head and (de-chunked) body."""
 
@@ -150,25 +152,26 @@ cdef class ParsedRequest:
     cdef readonly bytes body
     cdef readonly list trailers
     cdef readonly bint keep_alive
-    cdef bytes _head          # the field lines, as received
-    cdef Py_ssize_t* _spans   # 4 per field: name offset, name length, value offset, length
+    cdef bytes _head          # the field lines as received, then (8-aligned) their spans:
+                              # 4 Py_ssize_t per field (name offset and length, value
+                              # offset and length); one allocation for both
+    cdef Py_ssize_t _spans_at # where the spans start in _head
     cdef Py_ssize_t _count    # number of fields
     cdef list _headers        # built on first access of .headers
-
-    def __dealloc__(self):
-        free(self._spans)
 
     @property
     def headers(self):
         """List of ``(lowercased name, value)`` byte tuples, in arrival order."""
         cdef Py_ssize_t i
         cdef const char* base
+        cdef const Py_ssize_t* spans
         if self._headers is None:
             headers = []
             base = PyBytes_AS_STRING(self._head)
+            spans = <const Py_ssize_t*>(base + self._spans_at)
             for i in range(self._count):
-                headers.append(_field(base, self._spans[4 * i], self._spans[4 * i + 1],
-                                      self._spans[4 * i + 2], self._spans[4 * i + 3]))
+                headers.append(_field(base, spans[4 * i], spans[4 * i + 1],
+                                      spans[4 * i + 2], spans[4 * i + 3]))
             self._headers = headers
         return self._headers
 
@@ -180,6 +183,7 @@ cdef class ParsedRequest:
         )
 
 
+@cython.final
 cdef class RequestParser:
     """Bytes in, :class:`ParsedRequest` out. See ``_parser_py`` for the rules."""
 
@@ -189,7 +193,8 @@ cdef class RequestParser:
     cdef readonly Py_ssize_t max_body_bytes
 
     cdef char* _buf
-    cdef Py_ssize_t _cap
+    cdef object _borrowed         # the bytes object _buf points into, when not owned
+    cdef Py_ssize_t _cap          # 0 while _buf is borrowed or NULL
     cdef Py_ssize_t _len
     cdef Py_ssize_t _pos          # start of unconsumed bytes
     cdef Py_ssize_t _scan         # where the next LF search resumes
@@ -208,6 +213,7 @@ cdef class RequestParser:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _spans_cap
     cdef bytes _head
+    cdef Py_ssize_t _spans_at
     cdef list _trailers
     cdef Py_ssize_t _field_bytes
     cdef list _body_parts
@@ -246,7 +252,8 @@ cdef class RequestParser:
         self._reset_message()
 
     def __dealloc__(self):
-        free(self._buf)
+        if self._cap:
+            free(self._buf)
         free(self._spans)
 
     cdef void _reset_message(self):
@@ -275,6 +282,15 @@ cdef class RequestParser:
         """Append bytes received from the peer; ``b""`` means the peer closed (EOF)."""
         cdef Py_buffer view
         if type(data) is bytes:
+            if self._len == 0 and PyBytes_GET_SIZE(data) and not (
+                    self._eof or self._state == S_CLOSED or self._error is not None):
+                # PERF: nothing buffered: parse straight from the caller's (immutable)
+                # bytes; only a leftover partial request is ever copied (in _append).
+                self._borrowed = data
+                self._buf = PyBytes_AS_STRING(data)
+                self._len = PyBytes_GET_SIZE(data)
+                self._pos = self._scan = self._head_start = 0
+                return
             self._feed(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             return
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
@@ -296,7 +312,9 @@ cdef class RequestParser:
         cdef char* grown
         if self._state == S_HEAD and self._have_line and self._head_start < keep:
             keep = self._head_start  # spans point into the head: keep it in place
-        if self._len + n > self._cap:
+        if self._borrowed is not None:
+            self._own(keep, n)
+        elif self._len + n > self._cap:
             if keep and keep >= self._len - keep:
                 # PERF: move the unread tail down only when that costs no more than what
                 # was consumed since the last move (amortised O(1) per byte).
@@ -317,6 +335,25 @@ cdef class RequestParser:
                 self._cap = cap
         memcpy(self._buf + self._len, data, n)
         self._len += n
+        return 0
+
+    cdef int _own(self, Py_ssize_t keep, Py_ssize_t n) except -1:
+        """Copy the unconsumed part of a borrowed buffer into an owned one, with room for n."""
+        cdef Py_ssize_t cap = 1024
+        cdef char* owned
+        while cap < self._len - keep + n:
+            cap *= 2
+        owned = <char*>malloc(cap)
+        if owned == NULL:
+            raise MemoryError()
+        memcpy(owned, self._buf + keep, self._len - keep)
+        self._buf = owned
+        self._cap = cap
+        self._borrowed = None
+        self._len -= keep
+        self._pos -= keep
+        self._scan -= keep
+        self._head_start -= keep
         return 0
 
     def needs_continue(self):
@@ -460,9 +497,9 @@ cdef class RequestParser:
                 f"HTTP/{chr(<int>p[i + 5])}.{chr(<int>p[i + 7])} not supported")
         self._version = V10 if p[i + 7] == 48 else V11
         self._method = _method_str(p, sp1)
-        target = PyBytes_FromStringAndSize(p + sp1 + 1, sp2 - sp1 - 1)
         if p[sp1 + 1] != 47:  # not origin-form: the rare forms are checked by the pure twin
-            _pure._check_target(self._method, target)
+            _pure._check_target(self._method,
+                                PyBytes_FromStringAndSize(p + sp1 + 1, sp2 - sp1 - 1))
         self._target = PyUnicode_DecodeASCII(p + sp1 + 1, sp2 - sp1 - 1, NULL)
         self._pos = lf + 1
         self._scan = self._pos
@@ -483,22 +520,29 @@ cdef class RequestParser:
         cdef Py_ssize_t count = len(self._trailers) if trailer else self._count
         if count >= self.max_header_count:
             raise HeaderFieldsTooLarge(f"more than {self.max_header_count} header fields")
-        while i < n and CLASS[<unsigned char>p[i]] & C_TCHAR:
-            i += 1
-        name_len = i
-        if name_len == 0 or i >= n or p[i] != 58:
+        cdef const char* colon = <const char*>memchr(p, 58, n)
+        cdef unsigned char bad = 0
+        if colon == NULL:
             self._line_error(lf, False)
-        i += 1
+        name_len = colon - p
+        # PERF: no early exit: an OR over the bytes has no data-dependent branch to
+        # mispredict (the loop exits were the hottest instructions here).
+        for i in range(name_len):
+            bad |= (CLASS[<unsigned char>p[i]] & C_TCHAR) ^ C_TCHAR
+        if name_len == 0 or bad:
+            self._line_error(lf, False)
+        i = name_len + 1
         while i < n and (p[i] == 32 or p[i] == 9):
             i += 1
         vstart = i
         # PERF: check 8 bytes at a time; a word with no control byte and no DEL is all
-        # field-value bytes (HTAB, rare, takes the byte loop).
+        # field-value bytes (HTAB, rare, is checked by the byte loop below).
         while i + 8 <= n and _plain_word(p + i):
             i += 8
-        while i < n and CLASS[<unsigned char>p[i]] & C_VALUE:
+        while i < n:
+            bad |= (CLASS[<unsigned char>p[i]] & C_VALUE) ^ C_VALUE
             i += 1
-        if i != n:
+        if bad:
             self._line_error(lf, False)
         vend = n
         while vend > vstart and (p[vend - 1] == 32 or p[vend - 1] == 9):
@@ -573,8 +617,15 @@ cdef class RequestParser:
 
     cdef int _end_of_head(self, Py_ssize_t lf) except -1:
         cdef str version = self._version
-        self._head = PyBytes_FromStringAndSize(self._buf + self._head_start,
-                                               self._pos - self._head_start)
+        # PERF: the head and its spans in one bytes object (see ParsedRequest._head).
+        cdef Py_ssize_t head_len = self._pos - self._head_start
+        self._spans_at = (head_len + 7) & ~7
+        self._head = PyBytes_FromStringAndSize(
+            NULL, self._spans_at + self._count * 4 * <Py_ssize_t>sizeof(Py_ssize_t))
+        memcpy(PyBytes_AS_STRING(self._head), self._buf + self._head_start, head_len)
+        if self._count:
+            memcpy(PyBytes_AS_STRING(self._head) + self._spans_at, self._spans,
+                   self._count * 4 * sizeof(Py_ssize_t))
         self._pos = lf + 1
         self._scan = self._pos
         if version is V11:
@@ -655,17 +706,16 @@ cdef class RequestParser:
         request.trailers = self._trailers if self._trailers is not None else []
         request.keep_alive = self._keep_alive
         request._head = self._head
-        # PERF: hand the spans array over instead of copying it.
-        request._spans = self._spans
+        request._spans_at = self._spans_at
         request._count = self._count
-        self._spans = NULL
-        self._spans_cap = 0
         self._continue_pending = False
         self._state = S_HEAD if self._keep_alive else S_CLOSED
         self._reset_message()
         if self._pos == self._len:
             # NOTE: nothing buffered: free the buffer so an idle stream holds no read memory.
-            free(self._buf)
+            if self._cap:
+                free(self._buf)
+            self._borrowed = None
             self._buf = NULL
             self._cap = self._len = self._pos = 0
         self._scan = self._pos

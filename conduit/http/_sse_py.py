@@ -16,7 +16,8 @@ Framing rules
    field given as None is left out.
 2. ``data`` is text: a str as is; bytes (also bytearray, memoryview) must be UTF-8 and are
    that text; any other value is compact JSON (``json.dumps(value, separators=(",", ":"),
-   ensure_ascii=False)``; NaN and infinities are refused), so a dict or a list is one call away. The text is split on CRLF,
+   ensure_ascii=False)``; NaN and infinities are refused), so a dict or a list is one call
+   away. The text is split on CRLF,
    CR and LF, the three line ends of the spec, and on nothing else: ``str.splitlines``
    would also split on VT, FF, FS, GS, RS, NEL, LS and PS, which the client keeps as text.
    Each piece becomes one ``data: <piece>`` line, so the client rebuilds the exact text:
