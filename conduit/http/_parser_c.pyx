@@ -152,10 +152,11 @@ cdef class ParsedRequest:
     cdef readonly bytes body
     cdef readonly list trailers
     cdef readonly bint keep_alive
-    cdef bytes _head          # the field lines as received, then (8-aligned) their spans:
-                              # 4 Py_ssize_t per field (name offset and length, value
-                              # offset and length); one allocation for both
-    cdef Py_ssize_t _spans_at # where the spans start in _head
+    # _head: the field lines as received, then (8-aligned, from _spans_at) their spans,
+    # 4 Py_ssize_t per field (name offset and length, value offset and length): one
+    # allocation for both.
+    cdef bytes _head
+    cdef Py_ssize_t _spans_at
     cdef Py_ssize_t _count    # number of fields
     cdef list _headers        # built on first access of .headers
 
