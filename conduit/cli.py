@@ -1,9 +1,66 @@
-"""Command line: ``python -m conduit --version`` (``run`` arrives with the server)."""
+"""Command line: ``python -m conduit run TARGET [options]`` and ``python -m conduit --version``.
+
+TARGET is a file (``examples/app.py``, ``examples/app.py:app``) or a module
+(``package.module:app``); without ``:attr`` the object named ``app`` is served. Every
+option maps to one ``Config`` field (``--heartbeat-seconds`` -> ``heartbeat_seconds``).
+Exit status: 0 after a graceful shutdown, 1 after a forced one, 2 for bad options, 3 when
+the target cannot be imported or the address cannot be bound.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
 import sys
+
+from conduit.config import LOG_LEVELS, Config
+
+EXIT_STARTUP_FAILED = 3
+
+_HELP = {
+    "host": "address to listen on (default: %(default)s)",
+    "port": "port to listen on; 0 picks a free one and the log says which (default: %(default)s)",
+    "log_level": "log level (default: %(default)s)",
+    "access_log": "log one line per request (default: on)",
+    "backlog": "listen backlog (default: %(default)s)",
+    "heartbeat_seconds": "send ': ping' on streams idle this long; 0 disables "
+                         "(default: %(default)s)",
+    "high_water_bytes": "pause a stream's producer above this many queued bytes "
+                        "(default: %(default)s)",
+    "low_water_bytes": "resume it at or below this many (default: %(default)s)",
+    "request_timeout_seconds": "close a connection whose request takes longer to arrive, with "
+                               "a 408 (default: %(default)s)",
+    "keepalive_timeout_seconds": "close idle keep-alive connections after this long "
+                                 "(default: %(default)s)",
+    "graceful_timeout_seconds": "on SIGINT/SIGTERM, cut connections still open after this long "
+                                "(default: %(default)s)",
+    "max_connections": "close new connections beyond this many (default: %(default)s)",
+    "max_request_line_bytes": "longest request line, else 414 (default: %(default)s)",
+    "max_header_bytes": "largest header block, else 431 (default: %(default)s)",
+    "max_header_count": "most header fields, else 431 (default: %(default)s)",
+    "max_body_bytes": "largest request body, else 413 (default: %(default)s)",
+}
+
+
+class _Formatter(logging.Formatter):
+    """uvicorn-style lines: 'INFO:     message'."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return f"{record.levelname + ':':<10}{message}"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(message)s"))
+    root = logging.getLogger("conduit")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
 
 
 def version_line() -> str:
@@ -14,9 +71,98 @@ def version_line() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m conduit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m conduit",
+        description="conduit: a native-speed Server-Sent Events server.",
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser(
+        "run", help="serve an application",
+        description="Serve an application. " + (__doc__ or "").split("\n\n")[1],
+    )
+    run.add_argument("target", help="a file (app.py, app.py:attr) or module (pkg.mod:attr)")
+    defaults = Config()
+    for field in dataclasses.fields(Config):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        if field.type == "bool":
+            run.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                             default=default, help=_HELP.get(field.name))
+        elif field.name == "log_level":
+            run.add_argument(flag, dest=field.name, choices=LOG_LEVELS, default=default,
+                             help=_HELP.get(field.name))
+        else:
+            kind = {"int": int, "float": float}.get(field.type, str)
+            run.add_argument(flag, dest=field.name, type=kind, default=default,
+                             help=_HELP.get(field.name))
     return parser
+
+
+class TargetError(Exception):
+    pass
+
+
+def load_target(target: str):
+    """Import TARGET and return the application object it names."""
+    spec, _, attr = target.partition(":")
+    if not spec:
+        raise TargetError(f"empty target {target!r}")
+    attr = attr or "app"
+    if spec.endswith(".py") or os.sep in spec or os.path.isfile(spec):
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise TargetError(f"no such file: {spec}")
+        directory = os.path.dirname(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        name = os.path.splitext(os.path.basename(path))[0]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise TargetError(f"error while importing {spec}: {type(exc).__name__}: {exc}") from exc
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(spec)
+        except Exception as exc:
+            raise TargetError(f"cannot import {spec}: {type(exc).__name__}: {exc}") from exc
+    try:
+        app = getattr(module, attr)
+    except AttributeError:
+        raise TargetError(f"{spec} has no attribute {attr!r}") from None
+    if not callable(app):
+        raise TargetError(f"{spec}:{attr} is not an application (got {type(app).__name__})")
+    return app
+
+
+def run_command(args) -> int:
+    from conduit.server.server import BindError, Server
+
+    setup_logging(args.log_level)
+    log = logging.getLogger("conduit.server")
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
+    try:
+        config = Config(**settings)
+    except ValueError as exc:
+        print(f"conduit: {exc}", file=sys.stderr)
+        return 2
+    try:
+        app = load_target(args.target)
+    except TargetError as exc:
+        log.error("%s", exc)
+        return EXIT_STARTUP_FAILED
+    server = Server(app, config)
+    try:
+        server.bind()
+    except BindError as exc:
+        log.error("%s", exc.strerror)
+        return EXIT_STARTUP_FAILED
+    return server.run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,5 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(version_line())
         return 0
+    if args.command == "run":
+        try:
+            return run_command(args)
+        except KeyboardInterrupt:
+            return 1
     parser.print_help(sys.stderr)
     return 2

@@ -67,7 +67,24 @@ class HTTPVersionNotSupported(ProtocolError):
     status = 505
 
 
+class HTTPError(ConduitError):
+    """Raise in a handler to answer with ``status`` and a JSON ``{"error": detail}`` body.
+
+    >>> raise HTTPError(400, "missing field 'id'")
+    Traceback (most recent call last):
+    ...
+    conduit.errors.HTTPError: 400: missing field 'id'
+    """
+
+    def __init__(self, status: int, detail: str = "", headers=None) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
 __all__ = [
+    "HTTPError",
     "ConduitError",
     "ProtocolError",
     "BadRequest",

@@ -1,0 +1,225 @@
+"""App: routes declared with decorators, and what a handler's return value becomes.
+
+    from conduit import App, SSEEvent, sleep
+
+    app = App()
+
+    @app.get("/")
+    def index(request):
+        return "hello"                              # text/plain
+
+    @app.get("/items/{item_id:int}")
+    def item(request, item_id):                     # path params as arguments (optional)
+        return {"id": item_id}                      # JSON
+
+    @app.get("/count")
+    def count(request):                             # a sync generator: an SSE stream
+        for i in range(1, 11):
+            yield SSEEvent(i, event="counter", id=i)
+
+    @app.get("/time")
+    async def time_stream(request):                 # an async generator: an SSE stream
+        while True:
+            yield SSEEvent(...)
+            await sleep(1)
+
+What a handler may return: a ``Response``; str (text/plain), bytes, dict or list (JSON),
+None (204); a generator or async generator (an SSE stream of ``SSEEvent``, dict (JSON
+data), str (data) or bytes (pre-formatted frames)); a ``StreamResponse``; or, from an
+``async def`` handler, any of these after awaiting conduit awaitables. Raising
+``HTTPError(status, detail)`` answers that status with ``{"error": detail}``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+
+from conduit.app.request import Request
+from conduit.app.static import StaticFiles
+from conduit.errors import HTTPError
+from conduit.http.response import Response, StreamResponse
+
+log = logging.getLogger("conduit.app")
+
+_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::(int|str|path))?}")
+_CONVERTERS = {
+    "str": (r"[^/]+", str),
+    "int": (r"-?[0-9]+", int),
+    "path": (r".*", str),
+}
+
+
+class Route:
+    __slots__ = ("path", "methods", "handler", "regex", "converters", "kwargs")
+
+    def __init__(self, path: str, methods, handler) -> None:
+        if not path.startswith("/"):
+            raise ValueError(f"route path must start with '/': {path!r}")
+        self.path = path
+        self.methods = frozenset(m.upper() for m in methods)
+        self.handler = handler
+        self.converters = {}
+        pattern = ""
+        last = 0
+        for match in _PARAM.finditer(path):
+            name, kind = match.group(1), match.group(2) or "str"
+            if name in self.converters:
+                raise ValueError(f"duplicate path parameter {name!r} in {path!r}")
+            regex, convert = _CONVERTERS[kind]
+            pattern += re.escape(path[last:match.start()]) + f"(?P<{name}>{regex})"
+            self.converters[name] = convert
+            last = match.end()
+        pattern += re.escape(path[last:])
+        self.regex = re.compile(pattern) if self.converters else None
+        # Pass path parameters as keyword arguments when the handler names them.
+        try:
+            params = inspect.signature(handler).parameters
+        except (TypeError, ValueError):
+            params = {}
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        self.kwargs = accepts_any or any(name in params for name in self.converters)
+
+    def match(self, path: str):
+        """Path parameters if ``path`` matches, else None."""
+        if self.regex is None:
+            return {} if path == self.path else None
+        match = self.regex.fullmatch(path)
+        if match is None:
+            return None
+        try:
+            return {name: self.converters[name](value)
+                    for name, value in match.groupdict().items()}
+        except ValueError:
+            return None
+
+
+class App:
+    """An application: routes, static files, and (later) channels. Call it to serve."""
+
+    def __init__(self) -> None:
+        self._exact: dict = {}  # path -> [Route]: the common case, one dict lookup
+        self._patterns: list = []
+        self.loop = None
+
+    # -- declaring routes --------------------------------------------------------------
+    def route(self, path: str, methods=("GET",)):
+        """Register a handler for ``path`` and ``methods``: ``@app.route("/x", methods=[...])``."""
+        if isinstance(methods, str):
+            methods = (methods,)
+
+        def decorator(handler):
+            route = Route(path, methods, handler)
+            if route.regex is None:
+                self._exact.setdefault(path, []).append(route)
+            else:
+                self._patterns.append(route)
+            return handler
+
+        return decorator
+
+    def get(self, path: str):
+        return self.route(path, ("GET",))
+
+    def post(self, path: str):
+        return self.route(path, ("POST",))
+
+    def put(self, path: str):
+        return self.route(path, ("PUT",))
+
+    def delete(self, path: str):
+        return self.route(path, ("DELETE",))
+
+    def patch(self, path: str):
+        return self.route(path, ("PATCH",))
+
+    def static(self, prefix: str, directory, index: str = "index.html") -> None:
+        """Serve the files under ``directory`` at ``prefix`` (GET and HEAD)."""
+        files = StaticFiles(directory, index=index)
+        prefix = "/" + prefix.strip("/")
+        route_path = "/{path:path}" if prefix == "/" else prefix + "/{path:path}"
+
+        def serve_static(request, path):
+            return files.response(path)
+
+        self.route(route_path, ("GET",))(serve_static)
+        if prefix != "/":
+            self.route(prefix, ("GET",))(lambda request: files.response(""))
+
+    # -- lifecycle hooks (called by the server) ----------------------------------------
+    def startup(self, loop) -> None:
+        self.loop = loop
+
+    def shutdown(self) -> None:
+        pass
+
+    # -- dispatch (the server calls this) ----------------------------------------------
+    def _find(self, method: str, path: str):
+        """(route, params) or raise HTTPError 404/405."""
+        allowed: set = set()
+        wanted = "GET" if method == "HEAD" else method
+        for route in self._exact.get(path, ()):
+            if wanted in route.methods:
+                return route, {}
+            allowed |= route.methods
+        for route in self._patterns:
+            params = route.match(path)
+            if params is not None:
+                if wanted in route.methods:
+                    return route, params
+                allowed |= route.methods
+        if allowed:
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            raise HTTPError(405, f"method {method} not allowed",
+                            headers=[("Allow", ", ".join(sorted(allowed)))])
+        raise HTTPError(404, "not found")
+
+    def __call__(self, parsed, client):
+        """Handle one parsed request: a Response, a StreamResponse or a coroutine."""
+        try:
+            request = Request(parsed, client, app=self)
+            route, params = self._find(request.method, request.path)
+            request.path_params = params
+            if route.kwargs and params:
+                result = route.handler(request, **params)
+            else:
+                result = route.handler(request)
+            return self._adapt(result)
+        except HTTPError as exc:
+            return _error_response(exc)
+
+    def _adapt(self, result):
+        kind = type(result)
+        if kind is Response or kind is StreamResponse:
+            return result
+        if inspect.isgenerator(result) or inspect.isasyncgen(result):
+            return StreamResponse(result)
+        if inspect.iscoroutine(result):
+            return self._await_then_adapt(result)
+        return to_response(result)
+
+    async def _await_then_adapt(self, coro):
+        try:
+            value = await coro
+        except HTTPError as exc:
+            return _error_response(exc)
+        return self._adapt(value)
+
+
+def to_response(value) -> Response:
+    if isinstance(value, Response):
+        return value
+    if value is None:
+        return Response(b"", status=204)
+    if isinstance(value, (str, bytes, bytearray, memoryview, dict, list)):
+        return Response(value)
+    raise TypeError(
+        f"a handler returned {type(value).__name__}; return a Response, str, bytes, dict, "
+        "list, None, or a generator for a stream"
+    )
+
+
+def _error_response(exc: HTTPError) -> Response:
+    return Response({"error": exc.detail or "error"}, status=exc.status, headers=exc.headers)

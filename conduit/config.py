@@ -1,0 +1,80 @@
+"""One Config object: every limit, timeout and watermark, validated. The CLI maps 1:1 onto it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from conduit.http.parser import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_REQUEST_LINE_BYTES,
+)
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass
+class Config:
+    """Server settings. Durations are in seconds, sizes in bytes.
+
+    >>> Config(port=0).port
+    0
+    >>> Config(high_water_bytes=10, low_water_bytes=20)
+    Traceback (most recent call last):
+    ...
+    ValueError: low_water_bytes (20) must be <= high_water_bytes (10)
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    access_log: bool = True
+    backlog: int = 2048
+    # A stream with nothing written for this long gets a ": ping" comment (0 disables).
+    heartbeat_seconds: float = 15.0
+    # Outbox watermarks per connection: above high, a stream's producer is paused; it
+    # resumes at low (uvloop's defaults: 64 KiB and a quarter of it).
+    high_water_bytes: int = 64 * 1024
+    low_water_bytes: int = 16 * 1024
+    # A request (head and body) must arrive within this time once its first byte has.
+    request_timeout_seconds: float = 30.0
+    # An idle keep-alive connection is closed after this long.
+    keepalive_timeout_seconds: float = 5.0
+    # On SIGINT/SIGTERM, connections still open after this long are cut.
+    graceful_timeout_seconds: float = 10.0
+    max_connections: int = 10000
+    max_request_line_bytes: int = DEFAULT_MAX_REQUEST_LINE_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_header_count: int = DEFAULT_MAX_HEADER_COUNT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError("host must be a non-empty string")
+        if type(self.port) is not int or not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be an int from 0 to 65535, got {self.port!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "int" and field.name != "port":
+                if type(value) is not int or value < 0:
+                    raise ValueError(f"{field.name} must be an int >= 0, got {value!r}")
+            elif field.type == "float":
+                if not isinstance(value, (int, float)) or value != value or value < 0:
+                    raise ValueError(f"{field.name} must be a number >= 0, got {value!r}")
+        if self.low_water_bytes > self.high_water_bytes:
+            raise ValueError(
+                f"low_water_bytes ({self.low_water_bytes}) must be <= "
+                f"high_water_bytes ({self.high_water_bytes})"
+            )
+
+    def parser_limits(self) -> dict:
+        return {
+            "max_request_line_bytes": self.max_request_line_bytes,
+            "max_header_bytes": self.max_header_bytes,
+            "max_header_count": self.max_header_count,
+            "max_body_bytes": self.max_body_bytes,
+        }

@@ -1,0 +1,458 @@
+"""Event loop, transports and listening sockets: the pure-Python twin of ``_loop_c.pyx``.
+
+Theory of operation
+-------------------
+This layer moves bytes over file descriptors and knows nothing of HTTP. A *protocol* object
+(the server's connection) is attached to each transport and receives ``data_received``,
+``eof_received``, ``pause_writing``, ``resume_writing`` and ``connection_lost``.
+
+One loop turn (``Loop._run_once``):
+1. Wait for I/O (``selectors`` here, ``epoll`` in the compiled twin). The wait does not
+   block when callbacks are ready or transports have unsent bytes; otherwise it blocks
+   until the nearest timer.
+2. Dispatch readable/writable file descriptors to their callbacks.
+3. Move expired timers (a heap) to the ready queue; run the callbacks that were ready at
+   the start of this step (callbacks they schedule run next turn).
+4. Flush: every transport written to during the turn sends its outbox with one system call
+   (``send``; or ``sendmsg`` for a list of buffers). This is how frames that pile up in one
+   turn leave in one system call per connection.
+
+The outbox of a transport (the write path of a byte):
+1. ``write(data)`` or ``writelines(buffers)`` appends to the transport's bytearray and marks
+   the transport dirty (once per turn).
+2. At the end of the turn ``_flush`` sends as much as the socket takes. What is left stays
+   queued and the fd is watched for writability; the next writable event sends more.
+3. Above ``high_water`` bytes queued the protocol's ``pause_writing()`` is called (once);
+   when the queue drains to ``low_water`` or below, ``resume_writing()`` is called (once).
+4. A send error or EOF-with-reset closes the transport: the fd is unregistered and closed
+   and ``connection_lost(exc)`` is called exactly once (from the ready queue, never from
+   inside a protocol's own call).
+
+Thread safety: only ``call_soon_threadsafe`` may be called from another thread; it appends
+to a deque (atomic in CPython) and writes to an eventfd that wakes the wait in step 1.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import logging
+import os
+import selectors
+import socket
+import time
+from collections import deque
+
+log = logging.getLogger("conduit.net")
+
+READ_CHUNK_BYTES = 65536
+DEFAULT_HIGH_WATER_BYTES = 64 * 1024
+DEFAULT_LOW_WATER_BYTES = 16 * 1024
+ACCEPTS_PER_TURN = 128
+_TRY_AGAIN = (BlockingIOError, InterruptedError)
+
+
+class Handle:
+    """A scheduled callback; ``cancel()`` makes it a no-op."""
+
+    __slots__ = ("callback", "args", "cancelled", "when")
+
+    def __init__(self, callback, args, when=0.0):
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+        self.when = when
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.callback = None
+        self.args = None
+
+    def __lt__(self, other):
+        return self.when < other.when
+
+
+class Loop:
+    """A single-threaded event loop: I/O callbacks, timers, a thread-safe wake-up."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._readers: dict = {}
+        self._writers: dict = {}
+        self._ready: deque = deque()
+        self._timers: list = []
+        self._dirty: list = []
+        self._stopping = False
+        self._running = False
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.add_reader(self._wake_fd, self._drain_wakeups)
+
+    # -- time and callbacks ------------------------------------------------------------
+    def time(self) -> float:
+        return time.monotonic()
+
+    def call_soon(self, callback, *args) -> Handle:
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback, *args) -> Handle:
+        handle = Handle(callback, args)
+        self._ready.append(handle)  # deque.append is atomic
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:  # counter full or loop closed: the loop is awake or gone anyway
+            pass
+        return handle
+
+    def call_later(self, delay: float, callback, *args) -> Handle:
+        return self.call_at(time.monotonic() + delay, callback, *args)
+
+    def call_at(self, when: float, callback, *args) -> Handle:
+        handle = Handle(callback, args, when)
+        heapq.heappush(self._timers, handle)
+        return handle
+
+    def _drain_wakeups(self) -> None:
+        try:
+            os.eventfd_read(self._wake_fd)
+        except OSError:
+            pass
+
+    # -- file descriptors --------------------------------------------------------------
+    def _update(self, fd: int) -> None:
+        mask = (selectors.EVENT_READ if fd in self._readers else 0) | (
+            selectors.EVENT_WRITE if fd in self._writers else 0
+        )
+        try:
+            key = self._selector.get_key(fd)
+        except KeyError:
+            key = None
+        if key is None:
+            if mask:
+                self._selector.register(fd, mask)
+        elif not mask:
+            self._selector.unregister(fd)
+        elif key.events != mask:
+            self._selector.modify(fd, mask)
+
+    def add_reader(self, fd: int, callback) -> None:
+        self._readers[fd] = callback
+        self._update(fd)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, fd: int, callback) -> None:
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def _mark_dirty(self, transport) -> None:
+        self._dirty.append(transport)
+
+    # -- running -----------------------------------------------------------------------
+    def run_forever(self) -> None:
+        if self._running:
+            raise RuntimeError("the loop is already running")
+        self._running = True
+        self._stopping = False
+        try:
+            while not self._stopping:
+                self._run_once()
+        finally:
+            self._running = False
+
+    def stop(self) -> None:
+        """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
+        self._stopping = True
+
+    def close(self) -> None:
+        self._selector.close()
+        try:
+            os.close(self._wake_fd)
+        except OSError:
+            pass
+
+    def _run_once(self) -> None:
+        timers = self._timers
+        if self._ready or self._dirty:
+            timeout = 0.0
+        elif timers:
+            timeout = max(0.0, timers[0].when - time.monotonic())
+        else:
+            timeout = None
+        for key, mask in self._selector.select(timeout):
+            fd = key.fd
+            if mask & selectors.EVENT_READ:
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    callback()
+            if mask & selectors.EVENT_WRITE:
+                callback = self._writers.get(fd)
+                if callback is not None:
+                    callback()
+        if timers:
+            now = time.monotonic()
+            while timers and timers[0].when <= now:
+                handle = heapq.heappop(timers)
+                if not handle.cancelled:
+                    self._ready.append(handle)
+        ready = self._ready
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                try:
+                    handle.callback(*handle.args)
+                except Exception:
+                    log.exception("unhandled exception in callback %r", handle.callback)
+        if self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for transport in dirty:
+                transport._flush()
+
+
+class Transport:
+    """A connected, non-blocking stream socket with an outbox and watermarks."""
+
+    __slots__ = (
+        "loop", "sock", "fd", "protocol", "peer", "high_water", "low_water",
+        "_out", "_dirty", "_paused", "_closing", "_closed", "_reading", "_writing",
+    )
+
+    def __init__(self, loop: Loop, sock: socket.socket, protocol,
+                 high_water: int = DEFAULT_HIGH_WATER_BYTES,
+                 low_water: int = DEFAULT_LOW_WATER_BYTES) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.protocol = protocol
+        try:
+            self.peer = sock.getpeername()[:2]
+        except OSError:
+            self.peer = ("", 0)
+        self.high_water = high_water
+        self.low_water = low_water
+        self._out = bytearray()
+        self._dirty = False
+        self._paused = False
+        self._closing = False
+        self._closed = False
+        self._reading = True
+        self._writing = False
+        loop.add_reader(self.fd, self._on_readable)
+
+    # -- reading -----------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_CHUNK_BYTES)
+        except _TRY_AGAIN:
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self.protocol.data_received(data)
+        else:
+            self.pause_reading()
+            self.protocol.eof_received()
+
+    def pause_reading(self) -> None:
+        if self._reading and not self._closed:
+            self._reading = False
+            self.loop.remove_reader(self.fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closed and not self._closing:
+            self._reading = True
+            self.loop.add_reader(self.fd, self._on_readable)
+
+    # -- writing -----------------------------------------------------------------------
+    def write(self, data) -> None:
+        """Queue bytes; they are sent at the end of this loop turn."""
+        if self._closing or self._closed:
+            return
+        self._out += data
+        if not self._dirty:
+            self._dirty = True
+            self.loop._mark_dirty(self)
+        if not self._paused and len(self._out) > self.high_water:
+            self._paused = True
+            self.protocol.pause_writing()
+
+    def writelines(self, buffers) -> None:
+        if self._closing or self._closed:
+            return
+        out = self._out
+        for data in buffers:
+            out += data
+        if not self._dirty:
+            self._dirty = True
+            self.loop._mark_dirty(self)
+        if not self._paused and len(out) > self.high_water:
+            self._paused = True
+            self.protocol.pause_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._out)
+
+    def _flush(self) -> None:
+        self._dirty = False
+        if self._closed:
+            return
+        out = self._out
+        if out:
+            try:
+                sent = self.sock.send(out)
+            except _TRY_AGAIN:
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent:
+                del out[:sent]  # O(1) in CPython: bytearray moves its start
+        if out:
+            if not self._writing:
+                self._writing = True
+                self.loop.add_writer(self.fd, self._on_writable)
+        else:
+            if self._writing:
+                self._writing = False
+                self.loop.remove_writer(self.fd)
+            if self._closing:
+                self._close_now(None)
+                return
+        if self._paused and len(out) <= self.low_water:
+            self._paused = False
+            self.protocol.resume_writing()
+
+    def _on_writable(self) -> None:
+        if not self._dirty:
+            self._flush()
+
+    # -- closing -----------------------------------------------------------------------
+    def is_closing(self) -> bool:
+        return self._closing or self._closed
+
+    def close(self) -> None:
+        """Close after the queued bytes are sent."""
+        if self._closing or self._closed:
+            return
+        self._closing = True
+        self.pause_reading()
+        if not self._out:
+            self._close_now(None)
+        elif not self._dirty:
+            self._dirty = True
+            self.loop._mark_dirty(self)
+
+    def abort(self) -> None:
+        """Close at once, dropping queued bytes."""
+        self._close_now(None)
+
+    def _fatal(self, exc: Exception) -> None:
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ETIMEDOUT):
+            log.debug("connection error on fd %d: %s", self.fd, exc)
+        self._close_now(exc)
+
+    def _close_now(self, exc) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True
+        self._out = bytearray()
+        loop = self.loop
+        if self._reading:
+            self._reading = False
+            loop.remove_reader(self.fd)
+        if self._writing:
+            self._writing = False
+            loop.remove_writer(self.fd)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        loop.call_soon(self.protocol.connection_lost, exc)
+
+
+def create_listen_socket(host: str, port: int, backlog: int = 2048,
+                         reuse_port: bool = False) -> socket.socket:
+    """A non-blocking listening TCP socket with SO_REUSEADDR (and SO_REUSEPORT if asked)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, socktype, proto, _, address = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Listener:
+    """Accepts connections on a listening socket and attaches a protocol to each."""
+
+    def __init__(self, loop: Loop, sock: socket.socket, protocol_factory,
+                 high_water: int = DEFAULT_HIGH_WATER_BYTES,
+                 low_water: int = DEFAULT_LOW_WATER_BYTES) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.protocol_factory = protocol_factory
+        self.high_water = high_water
+        self.low_water = low_water
+        self._accepting = False
+        self._retry = None
+        self.resume()
+
+    @property
+    def address(self):
+        return self.sock.getsockname()[:2]
+
+    def pause(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            self.loop.remove_reader(self.sock.fileno())
+
+    def resume(self) -> None:
+        if not self._accepting and self.sock.fileno() != -1:
+            self._accepting = True
+            self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        self.pause()
+        if self._retry is not None:
+            self._retry.cancel()
+        self.sock.close()
+
+    def _on_readable(self) -> None:
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                conn, _ = self.sock.accept()
+            except _TRY_AGAIN:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: stop accepting for a moment rather than spin.
+                    log.error("cannot accept connections: %s; pausing for 0.1 s", exc)
+                    self.pause()
+                    self._retry = self.loop.call_later(0.1, self.resume)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                raise
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            protocol = self.protocol_factory()
+            transport = Transport(self.loop, conn, protocol, self.high_water, self.low_water)
+            protocol.connection_made(transport)

@@ -1,0 +1,1 @@
+"""conduit.server: where conduit.net meets conduit.http (connections, streams, lifecycle)."""

@@ -1,0 +1,316 @@
+"""One client connection: where the parser (conduit.http) meets the transport (conduit.net).
+
+Theory of operation
+-------------------
+1. Bytes from the transport go into the connection's ``RequestParser``. While no request is
+   in progress, complete requests are taken from it one at a time and dispatched to the
+   application callable, which returns a ``Response``, a ``StreamResponse`` or a coroutine
+   that resolves to one of them (driven by a ``Task``).
+2. Responses go out in request order: the next pipelined request is taken only when the
+   previous response is complete. While a request is in progress the parser keeps
+   buffering; past ``max_buffered_bytes`` reading is paused.
+3. A ``StreamResponse`` is handed to a ``Stream`` pump (``_pump``). Its producer is paused
+   and resumed by the transport's watermarks, through ``pause_writing``/``resume_writing``.
+4. A protocol error is answered with its status and ``Connection: close``, logged with the
+   client address, and the connection closes; other connections are not affected.
+5. EOF from the client while a stream is open means the client went away: the stream is
+   cancelled at once (the handler's ``finally`` runs) and everything is released. EOF
+   between requests closes after pending responses; a half-closed client still gets the
+   responses to requests it completed.
+6. ``connection_lost`` (reset, write error, close) cancels whatever is in progress and
+   removes the connection from the server's registry. Nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from conduit.errors import ProtocolError
+from conduit.http.parser import RequestParser
+from conduit.http.response import Response, StreamResponse, build_head
+from conduit.server import pump as _pump
+from conduit.server.aio import Task
+
+log = logging.getLogger("conduit.server")
+access_log = logging.getLogger("conduit.access")
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+MAX_BUFFERED_BYTES = 1024 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class HTTPConnection:
+    """The protocol object attached to one transport."""
+
+    __slots__ = (
+        "server", "loop", "transport", "parser", "client", "busy", "closed", "eof",
+        "request", "stream", "task", "keep_alive", "request_started", "last_active",
+        "buffered", "_processing",
+    )
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport = None
+        self.parser = RequestParser(**server.config.parser_limits())
+        self.client = ("", 0)
+        self.busy = False
+        self.closed = False
+        self.eof = False
+        self.request = None
+        self.stream = None
+        self.task = None
+        self.keep_alive = True
+        self.request_started = 0.0  # first byte of the request being read, else 0
+        self.last_active = 0.0
+        self.buffered = 0
+        self._processing = False
+
+    # -- transport callbacks -----------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.client = transport.peer
+        self.last_active = self.loop.time()
+        self.server.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        now = self.loop.time()
+        self.last_active = now
+        if self.busy:
+            self.buffered += len(data)
+            if self.buffered > MAX_BUFFERED_BYTES:
+                self.transport.pause_reading()
+        elif not self.request_started:
+            self.request_started = now
+        self.parser.feed(data)
+        if not self.busy:
+            self._process()
+
+    def eof_received(self) -> None:
+        self.eof = True
+        self.parser.feed(b"")
+        if self.stream is not None:
+            # The client went away: cancel the stream now (its finally runs).
+            self._cancel_work()
+            self.transport.abort()
+        elif not self.busy:
+            self._process()
+
+    def pause_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.pause()
+
+    def resume_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.resume()
+
+    def connection_lost(self, exc) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_work()
+        self.server.connection_closed(self)
+
+    # -- requests ----------------------------------------------------------------------
+    def _process(self) -> None:
+        """Take and dispatch complete requests until one is in progress."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self.busy and not self.closed and not self.transport.is_closing():
+                try:
+                    request = self.parser.next_request()
+                except ProtocolError as exc:
+                    self._reject(exc)
+                    return
+                if request is None:
+                    if self.parser.needs_continue():
+                        self.transport.write(CONTINUE)
+                    if self.eof:
+                        self.transport.close()
+                    return
+                self._dispatch(request)
+        finally:
+            self._processing = False
+
+    def _dispatch(self, request) -> None:
+        self.busy = True
+        self.request = request
+        self.request_started = 0.0
+        self.buffered = 0
+        self.keep_alive = request.keep_alive and not self.server.draining
+        try:
+            result = self.server.app(request, self.client)
+        except Exception:
+            log.exception("application error for %s %s", request.method, request.target)
+            result = Response({"error": "internal server error"}, status=500)
+        self._handle_result(result)
+
+    def _handle_result(self, result) -> None:
+        if type(result) is Response:
+            self._send_response(result)
+        elif type(result) is StreamResponse:
+            self._start_stream(result)
+        elif hasattr(result, "send") and hasattr(result, "throw"):  # a coroutine
+            self.task = Task(self.loop, result, self._task_done)
+            self.task.start()
+        else:
+            log.error("application returned %r, not a Response", result)
+            self._send_response(Response({"error": "internal server error"}, status=500))
+
+    def _task_done(self, value, exc) -> None:
+        self.task = None
+        if self.closed:
+            return
+        if exc is not None:
+            request = self.request
+            log.error("application error for %s %s", request.method, request.target,
+                      exc_info=exc)
+            value = Response({"error": "internal server error"}, status=500)
+        self._handle_result(value)
+
+    def _framing(self, extra) -> tuple:
+        version = self.request.version
+        if not self.keep_alive:
+            return extra + (("Connection", "close"),)
+        if version == "1.0":
+            return extra + (("Connection", "keep-alive"),)
+        return extra
+
+    def _send_response(self, response: Response) -> None:
+        request = self.request
+        status = response.status
+        body = response.body
+        if status in _NO_BODY_STATUSES or status < 200:
+            framing = self._framing(())
+            body = b""
+        else:
+            framing = self._framing((("Content-Length", str(len(body))),))
+        head = build_head(status, response.headers, "1.1", framing)
+        if request.method == "HEAD" or not body:
+            self.transport.write(head)
+        else:
+            self.transport.writelines((head, body))
+        self._log_access(status)
+        self._request_done()
+
+    def _start_stream(self, response: StreamResponse) -> None:
+        request = self.request
+        chunked = request.version == "1.1"
+        if not chunked:
+            self.keep_alive = False  # HTTP/1.0: the stream ends when the connection does
+            framing = (("Connection", "close"),)
+        else:
+            framing = self._framing((("Transfer-Encoding", "chunked"),))
+        self.transport.write(build_head(response.status, response.headers, "1.1", framing))
+        self._log_access(response.status)
+        stream = _pump.Stream(
+            self.loop, self.transport, response.source, chunked,
+            self.server.config.high_water_bytes, self._stream_ended,
+        )
+        stream.on_close = response.on_close
+        if request.method == "HEAD":
+            stream.finish()
+            self._close_stream(stream)
+            self._request_done()
+            return
+        self.stream = stream
+        self.server.streams.add(self)
+        stream.start()
+
+    def _stream_ended(self, exc) -> None:
+        stream = self.stream
+        self.stream = None
+        self.server.streams.discard(self)
+        self._close_stream(stream)
+        if exc is not None:
+            self.keep_alive = False
+        self._request_done()
+
+    @staticmethod
+    def _close_stream(stream) -> None:
+        on_close = getattr(stream, "on_close", None)
+        if on_close is not None:
+            stream.on_close = None
+            try:
+                on_close()
+            except Exception:
+                log.exception("error in a stream's on_close callback")
+
+    def _request_done(self) -> None:
+        self.busy = False
+        self.request = None
+        self.transport.resume_reading()
+        if not self.keep_alive or self.server.draining:
+            self.transport.close()
+            return
+        self.last_active = self.loop.time()
+        self._process()
+
+    def _reject(self, exc: ProtocolError) -> None:
+        peer = f"{self.client[0]}:{self.client[1]}"
+        log.warning("%s - bad request: %s (answered %d)", peer, exc.reason, exc.status)
+        self.server.count_error(exc.status)
+        body = f"{exc.reason}\n".encode("utf-8", "replace")
+        head = build_head(
+            exc.status,
+            [("Content-Type", "text/plain; charset=utf-8")],
+            "1.1",
+            (("Content-Length", str(len(body))), ("Connection", "close")),
+        )
+        self.transport.writelines((head, body))
+        self.transport.close()
+
+    def _log_access(self, status: int) -> None:
+        if self.server.config.access_log:
+            request = self.request
+            access_log.info('%s:%d - "%s %s HTTP/%s" %d', self.client[0], self.client[1],
+                            request.method, request.target, request.version, status)
+
+    # -- server housekeeping -----------------------------------------------------------
+    def _cancel_work(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        stream = self.stream
+        if stream is not None:
+            self.stream = None
+            self.server.streams.discard(self)
+            stream.cancel()
+            self._close_stream(stream)
+
+    def timed_out(self, now: float) -> bool:
+        """Close if a request is too slow to arrive or the connection idles too long."""
+        config = self.server.config
+        if self.busy or self.closed:
+            return False
+        if self.request_started:
+            if now - self.request_started > config.request_timeout_seconds:
+                log.info("%s:%d - request not received within %.0f s; closing",
+                         self.client[0], self.client[1], config.request_timeout_seconds)
+                self.server.count_error(408)
+                body = b"request timeout\n"
+                self.transport.writelines((build_head(
+                    408, [("Content-Type", "text/plain; charset=utf-8")], "1.1",
+                    (("Content-Length", str(len(body))), ("Connection", "close"))), body))
+                self.transport.close()
+                return True
+        elif now - self.last_active > config.keepalive_timeout_seconds:
+            self.transport.close()
+            return True
+        return False
+
+    def drain(self) -> None:
+        """Server shutdown: end a stream cleanly, close an idle connection."""
+        if self.stream is not None:
+            stream = self.stream
+            self.stream = None
+            self.server.streams.discard(self)
+            stream.finish()
+            self._close_stream(stream)
+            self.busy = False
+            self.transport.close()
+        elif not self.busy:
+            self.transport.close()
+        # else: a response is in progress; _request_done closes after it (draining).
