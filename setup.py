@@ -13,6 +13,8 @@ MODE = os.environ.get("CONDUIT_EXTENSIONS", "").strip()
 HOT_MODULES = [
     "conduit.http._sse_c",
     "conduit.http._parser_c",
+    "conduit.server._pump_c",
+    "conduit.net._loop_c",
 ]
 
 

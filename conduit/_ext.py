@@ -62,16 +62,20 @@ def twins(package: str, name: str) -> dict[str, ModuleType]:
     return found
 
 
-def compiled_active() -> bool:
-    """True when every hot module loaded so far is the compiled twin."""
-    # Import the public modules so the answer covers all of them, not just those used so far.
+def _load_all() -> None:
+    # Import every dispatcher so the answer covers all hot modules, not just those used.
     import conduit.http  # noqa: F401
+    import conduit.net.loop  # noqa: F401
+    import conduit.server.pump  # noqa: F401
 
+
+def compiled_active() -> bool:
+    """True when every hot module is the compiled twin."""
+    _load_all()
     return bool(_loaded) and all(_loaded.values())
 
 
 def status() -> dict[str, bool]:
     """Which twin each hot module uses: {"conduit.http.sse": True, ...} (True = compiled)."""
-    import conduit.http  # noqa: F401
-
+    _load_all()
     return dict(_loaded)

@@ -9,6 +9,7 @@ from conduit import _ext
 
 SSE_TWINS = _ext.twins("conduit.http", "sse")
 PARSER_TWINS = _ext.twins("conduit.http", "parser")
+LOOP_TWINS = _ext.twins("conduit.net", "loop")
 
 
 @pytest.fixture(params=sorted(SSE_TWINS))
@@ -23,8 +24,15 @@ def http_parser(request):
     return PARSER_TWINS[request.param]
 
 
+@pytest.fixture(params=sorted(LOOP_TWINS))
+def net_loop(request):
+    """The loop module under test: conduit.net._loop_c or _loop_py."""
+    return LOOP_TWINS[request.param]
+
+
 def pytest_report_header(config):
     return (
         f"conduit twins: sse={sorted(SSE_TWINS)} parser={sorted(PARSER_TWINS)} "
+        f"loop={sorted(LOOP_TWINS)} "
         f"(CONDUIT_EXTENSIONS={_ext.MODE or 'unset'})"
     )

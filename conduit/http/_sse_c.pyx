@@ -36,6 +36,7 @@ from cpython.bytes cimport (
     PyBytes_GET_SIZE,
 )
 from cpython.exc cimport PyErr_Clear
+from cpython.object cimport PyObject_Str
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.unicode cimport (
     PyUnicode_Check,
@@ -190,6 +191,9 @@ cdef inline char* _put(char* w, const char* src, Py_ssize_t n) noexcept nogil:
 cdef str _data_text(object data):
     # Rule 2 for everything that is not str or bytes-like: compact JSON.
     try:
+        # PERF: an exact int is its decimal text, as the JSON encoder would write it.
+        if type(data) is int:
+            return PyObject_Str(data)  # an exact int: str() is int.__repr__
         return _JSON_ENCODE(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
@@ -398,12 +402,6 @@ def comment(text=""):
 @cython.freelist(64)
 cdef class SSEEvent:
     """One server-sent event, validated and framed once when it is built (see _sse_c.pyi)."""
-
-    cdef readonly str data
-    cdef readonly str event
-    cdef readonly str id
-    cdef readonly object retry
-    cdef bytes _frame
 
     def __cinit__(self, data, event=None, id=None, retry=None):
         _build(data, event, id, retry, self)

@@ -36,8 +36,10 @@ def test_version_pure_when_switched_off():
 
 
 def compiled_built():
-    return "compiled" in _ext.twins("conduit.http", "sse") and "compiled" in _ext.twins(
-        "conduit.http", "parser"
+    return all(
+        "compiled" in _ext.twins(package, name)
+        for package, name in (("conduit.http", "sse"), ("conduit.http", "parser"),
+                              ("conduit.net", "loop"), ("conduit.server", "pump"))
     )
 
 
@@ -83,11 +85,15 @@ def test_required_but_missing_extension_is_an_error(tmp_path):
 
 def test_active_twin_matches_switch():
     from conduit.http import parser, sse
+    from conduit.net import loop
+    from conduit.server import pump
 
+    names = [module._impl.__name__ for module in (sse, parser, loop, pump)]
+    assert len(_ext.status()) == 4
     if _ext.MODE == "0":
-        assert sse._impl.__name__.endswith("_py") and parser._impl.__name__.endswith("_py")
+        assert all(name.endswith("_py") for name in names), names
     elif _ext.MODE == "1":
-        assert sse._impl.__name__.endswith("_c") and parser._impl.__name__.endswith("_c")
+        assert all(name.endswith("_c") for name in names), names
 
 
 def imports_of(path):

@@ -1,0 +1,633 @@
+# cython: language_level=3
+"""Event loop, transports and listeners: compiled twin of ``_loop_py.py``.
+
+The loop turn and the outbox rules are written once, in ``_loop_py``'s theory of operation;
+this twin follows them. What differs is how:
+
+1. ``epoll`` is called directly (``epoll_wait`` into a C array of events), not through
+   ``selectors``; readiness goes to the callbacks in a dict keyed by fd.
+2. A transport holds a file descriptor and typed fields, not a Python socket object: reads
+   go through one shared 64 KiB buffer (``recv`` into it, then one ``bytes`` for the
+   protocol), so an idle connection has no read buffer of its own; the outbox is a
+   malloc'd byte buffer with a start offset, freed whenever it drains.
+3. The end-of-turn flush calls each dirty transport's C-level ``_flush`` (one ``send`` with
+   ``MSG_NOSIGNAL``); writes from a protocol are ``memcpy``s into the outbox.
+4. ``call_soon_threadsafe`` wakes the loop through an ``eventfd``.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.errno cimport (
+    EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPERM, EPROTO, errno,
+)
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove
+
+import heapq
+import logging
+import os
+import time
+from collections import deque
+
+from conduit.net._loop_py import (
+    ACCEPTS_PER_TURN,
+    DEFAULT_HIGH_WATER_BYTES,
+    DEFAULT_LOW_WATER_BYTES,
+    Handle,
+)
+from conduit.net._loop_py import create_listen_socket  # noqa: F401 (re-exported)
+
+log = logging.getLogger("conduit.net")
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+    int EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL
+    uint32_t EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    int EFD_NONBLOCK, EFD_CLOEXEC
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void* buf, size_t count)
+    ssize_t write(int fd, const void* buf, size_t count)
+    int close(int fd)
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    cdef struct sockaddr:
+        unsigned short sa_family
+    cdef struct sockaddr_storage:
+        unsigned short ss_family
+    ssize_t send(int fd, const void* buf, size_t n, int flags)
+    ssize_t recv(int fd, void* buf, size_t n, int flags)
+    int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags)
+    int setsockopt(int fd, int level, int name, const void* value, socklen_t len)
+    int getpeername(int fd, sockaddr* addr, socklen_t* addrlen)
+    int MSG_NOSIGNAL, SOCK_NONBLOCK, SOCK_CLOEXEC, AF_INET, AF_INET6
+
+cdef extern from "<netinet/in.h>" nogil:
+    cdef struct in_addr:
+        pass
+    cdef struct in6_addr:
+        pass
+    cdef struct sockaddr_in:
+        unsigned short sin_port
+        in_addr sin_addr
+    cdef struct sockaddr_in6:
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short ntohs(unsigned short)
+    int IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    int TCP_NODELAY
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
+
+DEF MAX_EVENTS = 512
+DEF READ_BUFFER_BYTES = 65536
+
+# NOTE: one read buffer for every connection (the loop is single-threaded): recv() lands
+# here and only the bytes received are copied out, into the bytes given to the protocol.
+cdef char _read_buffer[READ_BUFFER_BYTES]
+
+
+cdef tuple _peer_of(sockaddr_storage* addr):
+    cdef char text[64]
+    cdef sockaddr_in* v4
+    cdef sockaddr_in6* v6
+    if addr.ss_family == AF_INET:
+        v4 = <sockaddr_in*>addr
+        inet_ntop(AF_INET, &v4.sin_addr, text, sizeof(text))
+        return (text.decode("ascii"), ntohs(v4.sin_port))
+    if addr.ss_family == AF_INET6:
+        v6 = <sockaddr_in6*>addr
+        inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof(text))
+        return (text.decode("ascii"), ntohs(v6.sin6_port))
+    return ("", 0)
+
+
+cdef tuple _peer_of_fd(int fd):
+    cdef sockaddr_storage addr
+    cdef socklen_t size = sizeof(addr)
+    if getpeername(fd, <sockaddr*>&addr, &size) != 0:
+        return ("", 0)
+    return _peer_of(&addr)
+
+
+@cython.final
+cdef class Loop:
+    """A single-threaded event loop: I/O callbacks, timers, a thread-safe wake-up."""
+
+    cdef int _epfd
+    cdef int _wake_fd
+    cdef dict _readers
+    cdef dict _writers
+    cdef dict _masks
+    cdef object _ready
+    cdef list _timers
+    cdef list _dirty
+    cdef bint _stopping
+    cdef bint _running
+    cdef epoll_event _events[MAX_EVENTS]
+
+    def __cinit__(self):
+        self._epfd = -1
+        self._wake_fd = -1
+
+    def __init__(self):
+        self._epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self._epfd < 0:
+            raise OSError(errno, os.strerror(errno))
+        self._wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self._wake_fd < 0:
+            raise OSError(errno, os.strerror(errno))
+        self._readers = {}
+        self._writers = {}
+        self._masks = {}
+        self._ready = deque()
+        self._timers = []
+        self._dirty = []
+        self.add_reader(self._wake_fd, self._drain_wakeups)
+
+    def __dealloc__(self):
+        if self._epfd >= 0:
+            close(self._epfd)
+        if self._wake_fd >= 0:
+            close(self._wake_fd)
+
+    # -- time and callbacks ------------------------------------------------------------
+    def time(self):
+        return time.monotonic()
+
+    def call_soon(self, callback, *args):
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback, *args):
+        cdef uint64_t one = 1
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        if self._wake_fd >= 0:
+            with nogil:
+                write(self._wake_fd, &one, 8)
+        return handle
+
+    def call_later(self, delay, callback, *args):
+        return self.call_at(time.monotonic() + delay, callback, *args)
+
+    def call_at(self, when, callback, *args):
+        handle = Handle(callback, args, when)
+        heapq.heappush(self._timers, handle)
+        return handle
+
+    def _drain_wakeups(self):
+        cdef uint64_t value
+        read(self._wake_fd, &value, 8)
+
+    # -- file descriptors --------------------------------------------------------------
+    cdef int _update(self, int fd) except -1:
+        cdef uint32_t mask = 0
+        cdef epoll_event ev
+        cdef int op
+        if fd in self._readers:
+            mask |= EPOLLIN
+        if fd in self._writers:
+            mask |= EPOLLOUT
+        old = self._masks.get(fd)
+        if old is None:
+            if not mask:
+                return 0
+            op = EPOLL_CTL_ADD
+        elif not mask:
+            del self._masks[fd]
+            epoll_ctl(self._epfd, EPOLL_CTL_DEL, fd, NULL)
+            return 0
+        elif old == mask:
+            return 0
+        else:
+            op = EPOLL_CTL_MOD
+        ev.events = mask
+        ev.data.u64 = 0
+        ev.data.fd = fd
+        if epoll_ctl(self._epfd, op, fd, &ev) != 0:
+            raise OSError(errno, os.strerror(errno))
+        self._masks[fd] = mask
+        return 0
+
+    def add_reader(self, int fd, callback):
+        self._readers[fd] = callback
+        self._update(fd)
+
+    def remove_reader(self, int fd):
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, int fd, callback):
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, int fd):
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def _mark_dirty(self, transport):
+        self._dirty.append(transport)
+
+    # -- running -----------------------------------------------------------------------
+    def run_forever(self):
+        if self._running:
+            raise RuntimeError("the loop is already running")
+        self._running = True
+        self._stopping = False
+        try:
+            while not self._stopping:
+                self._run_once()
+        finally:
+            self._running = False
+
+    def stop(self):
+        """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
+        self._stopping = True
+
+    def close(self):
+        if self._epfd >= 0:
+            close(self._epfd)
+            self._epfd = -1
+        if self._wake_fd >= 0:
+            close(self._wake_fd)
+            self._wake_fd = -1
+
+    cdef int _run_once(self) except -1:
+        cdef int timeout_ms, n, i, fd
+        cdef uint32_t events
+        cdef double delay
+        cdef list timers = self._timers
+        if self._ready or self._dirty:
+            timeout_ms = 0
+        elif timers:
+            delay = timers[0].when - time.monotonic()
+            # round up: waking early would only spin
+            timeout_ms = 0 if delay <= 0 else <int>(delay * 1000.0) + 1
+        else:
+            timeout_ms = -1
+        with nogil:
+            n = epoll_wait(self._epfd, self._events, MAX_EVENTS, timeout_ms)
+        if n < 0:
+            if errno != EINTR:
+                raise OSError(errno, os.strerror(errno))
+            n = 0
+        for i in range(n):
+            fd = self._events[i].data.fd
+            events = self._events[i].events
+            if events & (EPOLLIN | EPOLLHUP | EPOLLERR):
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    callback()
+            if events & (EPOLLOUT | EPOLLERR):
+                callback = self._writers.get(fd)
+                if callback is not None:
+                    callback()
+        if timers:
+            now = time.monotonic()
+            while timers and timers[0].when <= now:
+                handle = heapq.heappop(timers)
+                if not handle.cancelled:
+                    self._ready.append(handle)
+        ready = self._ready
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                try:
+                    handle.callback(*handle.args)
+                except Exception:
+                    log.exception("unhandled exception in callback %r", handle.callback)
+        if self._dirty:
+            dirty = self._dirty
+            self._dirty = []
+            for transport in dirty:
+                if type(transport) is Transport:
+                    (<Transport>transport)._flush()
+                else:
+                    transport._flush()
+        return 0
+
+
+@cython.final
+cdef class Transport:
+    """A connected, non-blocking stream socket (a file descriptor) with an outbox."""
+
+    cdef public object loop
+    cdef public object protocol
+    cdef public tuple peer
+    cdef readonly int fd
+    cdef public Py_ssize_t high_water
+    cdef public Py_ssize_t low_water
+    cdef Loop _loop
+    cdef char* _out          # outbox bytes are _out[_start:_end]
+    cdef Py_ssize_t _start
+    cdef Py_ssize_t _end
+    cdef Py_ssize_t _cap
+    cdef bint _dirty
+    cdef bint _paused
+    cdef bint _closing
+    cdef bint _closed
+    cdef bint _reading
+    cdef bint _writing
+    cdef object _on_readable_cb
+    cdef object _on_writable_cb
+
+    def __cinit__(self):
+        self.fd = -1
+        self._out = NULL
+
+    def __init__(self, Loop loop, sock, protocol,
+                 Py_ssize_t high_water=DEFAULT_HIGH_WATER_BYTES,
+                 Py_ssize_t low_water=DEFAULT_LOW_WATER_BYTES, tuple peer=None):
+        # ``sock``: a socket object (its fd is detached: the transport owns it) or an fd.
+        if isinstance(sock, int):
+            self.fd = sock
+        else:
+            self.fd = sock.detach()
+        self.loop = loop
+        self._loop = loop
+        self.protocol = protocol
+        self.peer = peer if peer is not None else _peer_of_fd(self.fd)
+        self.high_water = high_water
+        self.low_water = low_water
+        self._reading = True
+        self._on_readable_cb = self._on_readable
+        self._on_writable_cb = self._on_writable
+        loop.add_reader(self.fd, self._on_readable_cb)
+
+    def __dealloc__(self):
+        free(self._out)
+        if self.fd >= 0 and not self._closed:
+            close(self.fd)
+
+    # -- reading -----------------------------------------------------------------------
+    def _on_readable(self):
+        cdef ssize_t n
+        with nogil:
+            n = recv(self.fd, _read_buffer, READ_BUFFER_BYTES, 0)
+        if n > 0:
+            self.protocol.data_received(PyBytes_FromStringAndSize(_read_buffer, n))
+        elif n == 0:
+            self.pause_reading()
+            self.protocol.eof_received()
+        elif errno != EAGAIN and errno != EINTR:
+            self._fatal(OSError(errno, os.strerror(errno)))
+
+    def pause_reading(self):
+        if self._reading and not self._closed:
+            self._reading = False
+            self._loop.remove_reader(self.fd)
+
+    def resume_reading(self):
+        if not self._reading and not self._closed and not self._closing:
+            self._reading = True
+            self._loop.add_reader(self.fd, self._on_readable_cb)
+
+    # -- writing -----------------------------------------------------------------------
+    cdef int _append(self, const char* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t used = self._end - self._start
+        cdef Py_ssize_t cap
+        cdef char* grown
+        if self._end + n > self._cap:
+            if self._start and used + n <= self._cap:
+                memmove(self._out, self._out + self._start, used)
+            else:
+                cap = self._cap * 2 if self._cap else 16384
+                while cap < used + n:
+                    cap *= 2
+                if self._start:
+                    grown = <char*>malloc(cap)
+                    if grown == NULL:
+                        raise MemoryError()
+                    memcpy(grown, self._out + self._start, used)
+                    free(self._out)
+                else:
+                    grown = <char*>realloc(self._out, cap)
+                    if grown == NULL:
+                        raise MemoryError()
+                self._out = grown
+                self._cap = cap
+            self._start = 0
+            self._end = used
+        memcpy(self._out + self._end, data, n)
+        self._end += n
+        return 0
+
+    cdef int _wrote(self) except -1:
+        if not self._dirty:
+            self._dirty = True
+            self._loop._dirty.append(self)
+        if not self._paused and self._end - self._start > self.high_water:
+            self._paused = True
+            self.protocol.pause_writing()
+        return 0
+
+    def write(self, data):
+        """Queue bytes; they are sent at the end of this loop turn."""
+        cdef Py_buffer view
+        if self._closing or self._closed:
+            return
+        if type(data) is bytes:
+            self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                self._append(<const char*>view.buf, view.len)
+            finally:
+                PyBuffer_Release(&view)
+        self._wrote()
+
+    def writelines(self, buffers):
+        cdef Py_buffer view
+        if self._closing or self._closed:
+            return
+        for data in buffers:
+            if type(data) is bytes:
+                self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            else:
+                PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+                try:
+                    self._append(<const char*>view.buf, view.len)
+                finally:
+                    PyBuffer_Release(&view)
+        self._wrote()
+
+    def get_write_buffer_size(self):
+        return self._end - self._start
+
+    cdef int _flush(self) except -1:
+        cdef ssize_t sent
+        self._dirty = False
+        if self._closed:
+            return 0
+        if self._end > self._start:
+            with nogil:
+                sent = send(self.fd, self._out + self._start, self._end - self._start,
+                            MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    self._fatal(OSError(errno, os.strerror(errno)))
+                    return 0
+            else:
+                self._start += sent
+        if self._end > self._start:
+            if not self._writing:
+                self._writing = True
+                self._loop.add_writer(self.fd, self._on_writable_cb)
+        else:
+            # drained: give the memory back (an idle stream holds no outbox)
+            free(self._out)
+            self._out = NULL
+            self._start = self._end = self._cap = 0
+            if self._writing:
+                self._writing = False
+                self._loop.remove_writer(self.fd)
+            if self._closing:
+                self._close_now(None)
+                return 0
+        if self._paused and self._end - self._start <= self.low_water:
+            self._paused = False
+            self.protocol.resume_writing()
+        return 0
+
+    def _on_writable(self):
+        if not self._dirty:
+            self._flush()
+
+    # -- closing -----------------------------------------------------------------------
+    def is_closing(self):
+        return self._closing or self._closed
+
+    def close(self):
+        """Close after the queued bytes are sent."""
+        if self._closing or self._closed:
+            return
+        self._closing = True
+        self.pause_reading()
+        if self._end == self._start:
+            self._close_now(None)
+        elif not self._dirty:
+            self._dirty = True
+            self._loop._dirty.append(self)
+
+    def abort(self):
+        """Close at once, dropping queued bytes."""
+        self._close_now(None)
+
+    cdef int _fatal(self, exc) except -1:
+        log.debug("connection error on fd %d: %s", self.fd, exc)
+        self._close_now(exc)
+        return 0
+
+    cdef int _close_now(self, exc) except -1:
+        if self._closed:
+            return 0
+        self._closed = True
+        self._closing = True
+        free(self._out)
+        self._out = NULL
+        self._start = self._end = self._cap = 0
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self.fd)
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self.fd)
+        close(self.fd)
+        self._loop.call_soon(self.protocol.connection_lost, exc)
+        return 0
+
+    def _fatal_error(self, exc):
+        self._fatal(exc)
+
+
+cdef class Listener:
+    """Accepts connections on a listening socket and attaches a protocol to each."""
+
+    cdef public object loop
+    cdef public object sock
+    cdef public object protocol_factory
+    cdef public Py_ssize_t high_water
+    cdef public Py_ssize_t low_water
+    cdef bint _accepting
+    cdef object _retry
+    cdef int _fd
+
+    def __init__(self, Loop loop, sock, protocol_factory,
+                 Py_ssize_t high_water=DEFAULT_HIGH_WATER_BYTES,
+                 Py_ssize_t low_water=DEFAULT_LOW_WATER_BYTES):
+        self.loop = loop
+        self.sock = sock
+        self._fd = sock.fileno()
+        self.protocol_factory = protocol_factory
+        self.high_water = high_water
+        self.low_water = low_water
+        self._retry = None
+        self.resume()
+
+    @property
+    def address(self):
+        return self.sock.getsockname()[:2]
+
+    def pause(self):
+        if self._accepting:
+            self._accepting = False
+            self.loop.remove_reader(self._fd)
+
+    def resume(self):
+        if not self._accepting and self.sock.fileno() != -1:
+            self._accepting = True
+            self.loop.add_reader(self._fd, self._on_readable)
+
+    def close(self):
+        self.pause()
+        if self._retry is not None:
+            self._retry.cancel()
+        self.sock.close()
+
+    def _on_readable(self):
+        cdef sockaddr_storage addr
+        cdef socklen_t size
+        cdef int fd, one = 1, err
+        for _ in range(ACCEPTS_PER_TURN):
+            size = sizeof(addr)
+            with nogil:
+                fd = accept4(self._fd, <sockaddr*>&addr, &size, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                err = errno
+                if err == EAGAIN or err == EINTR:
+                    return
+                if err == EMFILE or err == ENFILE or err == ENOBUFS or err == ENOMEM:
+                    log.error("cannot accept connections: %s; pausing for 0.1 s",
+                              os.strerror(err))
+                    self.pause()
+                    self._retry = self.loop.call_later(0.1, self.resume)
+                    return
+                if err == ECONNABORTED or err == EPROTO or err == EPERM:
+                    continue
+                raise OSError(err, os.strerror(err))
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            protocol = self.protocol_factory()
+            transport = Transport(self.loop, fd, protocol, self.high_water, self.low_water,
+                                  _peer_of(&addr))
+            protocol.connection_made(transport)
