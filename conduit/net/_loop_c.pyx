@@ -37,9 +37,14 @@ from conduit.net._loop_py import (
     DEFAULT_LOW_WATER_BYTES,
     Handle,
 )
-from conduit.net._loop_py import create_listen_socket  # noqa: F401 (re-exported)
+from conduit.net._loop_py import create_listen_socket
 
 log = logging.getLogger("conduit.net")
+
+__all__ = [
+    "Loop", "Transport", "Listener", "create_listen_socket", "DEFAULT_HIGH_WATER_BYTES",
+    "DEFAULT_LOW_WATER_BYTES",
+]
 
 cdef extern from "<sys/epoll.h>" nogil:
     ctypedef union epoll_data_t:

@@ -25,10 +25,12 @@ import logging
 
 from conduit.http._sse_c import encode_event
 from conduit.server._pump_py import HEARTBEAT, LAST_CHUNK, _log_close_error, _Throw
-from conduit.server._pump_py import to_frame  # noqa: F401 (re-exported, same behaviour)
+from conduit.server._pump_py import to_frame
 from conduit.server.aio import Task
 
 log = logging.getLogger("conduit.server")
+
+__all__ = ["Stream", "to_frame"]
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
