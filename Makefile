@@ -26,7 +26,9 @@ lint:
 typecheck:
 	$(PYTHON) -m mypy
 
-bench:              ## micro-benchmarks of framing and parsing, compiled against pure
+bench:              ## streaming throughput, and micro-benchmarks of framing and parsing
+	$(PYTHON) bench/stream.py
+	$(PYTHON) bench/stream.py --pure --events 10000 200000
 	$(PYTHON) bench/micro_sse.py
 	$(PYTHON) bench/micro_parser.py
 
