@@ -256,15 +256,19 @@ cdef class Loop:
 
     # -- running -----------------------------------------------------------------------
     def run_forever(self):
+        """Run turns until ``stop()``; a stop requested before this call ends it after
+        one turn (as asyncio does)."""
         if self._running:
             raise RuntimeError("the loop is already running")
         self._running = True
-        self._stopping = False
         try:
-            while not self._stopping:
+            while True:
                 self._run_once()
+                if self._stopping:
+                    break
         finally:
             self._running = False
+            self._stopping = False
 
     def stop(self):
         """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
@@ -300,14 +304,22 @@ cdef class Loop:
         for i in range(n):
             fd = self._events[i].data.fd
             events = self._events[i].events
+            # NOTE: an exception from one fd's callback is logged, never allowed to stop
+            # the loop (one bad connection must not take the server down).
             if events & (EPOLLIN | EPOLLHUP | EPOLLERR):
                 callback = self._readers.get(fd)
                 if callback is not None:
-                    callback()
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("unhandled exception in reader callback %r", callback)
             if events & (EPOLLOUT | EPOLLERR):
                 callback = self._writers.get(fd)
                 if callback is not None:
-                    callback()
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("unhandled exception in writer callback %r", callback)
         if timers:
             now = time.monotonic()
             while timers and timers[0].when <= now:
@@ -326,10 +338,11 @@ cdef class Loop:
             dirty = self._dirty
             self._dirty = []
             for transport in dirty:
-                if type(transport) is Transport:
+                try:
                     (<Transport>transport)._flush()
-                else:
-                    transport._flush()
+                except Exception:
+                    log.exception("unhandled exception while flushing %r", transport)
+                    transport.abort()
         return 0
 
 
@@ -390,12 +403,19 @@ cdef class Transport:
         cdef ssize_t n
         with nogil:
             n = recv(self.fd, _read_buffer, READ_BUFFER_BYTES, 0)
-        if n > 0:
-            self.protocol.data_received(PyBytes_FromStringAndSize(_read_buffer, n))
-        elif n == 0:
-            self.pause_reading()
-            self.protocol.eof_received()
-        elif errno != EAGAIN and errno != EINTR:
+        try:
+            if n > 0:
+                self.protocol.data_received(PyBytes_FromStringAndSize(_read_buffer, n))
+                return
+            if n == 0:
+                self.pause_reading()
+                self.protocol.eof_received()
+                return
+        except Exception as exc:
+            log.exception("protocol error on fd %d; closing the connection", self.fd)
+            self._close_now(exc)
+            return
+        if errno != EAGAIN and errno != EINTR:
             self._fatal(OSError(errno, os.strerror(errno)))
 
     def pause_reading(self):
@@ -632,7 +652,15 @@ cdef class Listener:
                     continue
                 raise OSError(err, os.strerror(err))
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
-            protocol = self.protocol_factory()
-            transport = Transport(self.loop, fd, protocol, self.high_water, self.low_water,
-                                  _peer_of(&addr))
-            protocol.connection_made(transport)
+            transport = None
+            try:
+                protocol = self.protocol_factory()
+                transport = Transport(self.loop, fd, protocol, self.high_water,
+                                      self.low_water, _peer_of(&addr))
+                protocol.connection_made(transport)
+            except Exception:
+                log.exception("error while setting up a connection; closing it")
+                if transport is not None:
+                    transport.abort()
+                else:
+                    close(fd)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import itertools
 import logging
 import os
 import selectors
@@ -50,18 +51,20 @@ DEFAULT_HIGH_WATER_BYTES = 64 * 1024
 DEFAULT_LOW_WATER_BYTES = 16 * 1024
 ACCEPTS_PER_TURN = 128
 _TRY_AGAIN = (BlockingIOError, InterruptedError)
+_sequence = itertools.count()  # ties between timers due at the same time: FIFO
 
 
 class Handle:
     """A scheduled callback; ``cancel()`` makes it a no-op."""
 
-    __slots__ = ("callback", "args", "cancelled", "when")
+    __slots__ = ("callback", "args", "cancelled", "when", "seq")
 
     def __init__(self, callback, args, when=0.0):
         self.callback = callback
         self.args = args
         self.cancelled = False
         self.when = when
+        self.seq = next(_sequence)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -69,7 +72,7 @@ class Handle:
         self.args = None
 
     def __lt__(self, other):
-        return self.when < other.when
+        return (self.when, self.seq) < (other.when, other.seq)
 
 
 class Loop:
@@ -99,10 +102,11 @@ class Loop:
     def call_soon_threadsafe(self, callback, *args) -> Handle:
         handle = Handle(callback, args)
         self._ready.append(handle)  # deque.append is atomic
-        try:
-            os.eventfd_write(self._wake_fd, 1)
-        except OSError:  # counter full or loop closed: the loop is awake or gone anyway
-            pass
+        if self._wake_fd >= 0:
+            try:
+                os.eventfd_write(self._wake_fd, 1)
+            except OSError:  # counter full or loop closed: awake or gone anyway
+                pass
         return handle
 
     def call_later(self, delay: float, callback, *args) -> Handle:
@@ -157,15 +161,19 @@ class Loop:
 
     # -- running -----------------------------------------------------------------------
     def run_forever(self) -> None:
+        """Run turns until ``stop()``; a stop requested before this call ends it after
+        one turn (as asyncio does)."""
         if self._running:
             raise RuntimeError("the loop is already running")
         self._running = True
-        self._stopping = False
         try:
-            while not self._stopping:
+            while True:
                 self._run_once()
+                if self._stopping:
+                    break
         finally:
             self._running = False
+            self._stopping = False
 
     def stop(self) -> None:
         """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
@@ -173,10 +181,12 @@ class Loop:
 
     def close(self) -> None:
         self._selector.close()
-        try:
-            os.close(self._wake_fd)
-        except OSError:
-            pass
+        if self._wake_fd >= 0:
+            fd, self._wake_fd = self._wake_fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _run_once(self) -> None:
         timers = self._timers
@@ -188,14 +198,22 @@ class Loop:
             timeout = None
         for key, mask in self._selector.select(timeout):
             fd = key.fd
+            # NOTE: an exception from one fd's callback is logged, never allowed to stop
+            # the loop (one bad connection must not take the server down).
             if mask & selectors.EVENT_READ:
                 callback = self._readers.get(fd)
                 if callback is not None:
-                    callback()
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("unhandled exception in reader callback %r", callback)
             if mask & selectors.EVENT_WRITE:
                 callback = self._writers.get(fd)
                 if callback is not None:
-                    callback()
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("unhandled exception in writer callback %r", callback)
         if timers:
             now = time.monotonic()
             while timers and timers[0].when <= now:
@@ -213,7 +231,11 @@ class Loop:
         if self._dirty:
             dirty, self._dirty = self._dirty, []
             for transport in dirty:
-                transport._flush()
+                try:
+                    transport._flush()
+                except Exception:
+                    log.exception("unhandled exception while flushing %r", transport)
+                    transport.abort()
 
 
 class Transport:
@@ -255,11 +277,15 @@ class Transport:
         except OSError as exc:
             self._fatal(exc)
             return
-        if data:
-            self.protocol.data_received(data)
-        else:
-            self.pause_reading()
-            self.protocol.eof_received()
+        try:
+            if data:
+                self.protocol.data_received(data)
+            else:
+                self.pause_reading()
+                self.protocol.eof_received()
+        except Exception as exc:
+            log.exception("protocol error on fd %d; closing the connection", self.fd)
+            self._close_now(exc)
 
     def pause_reading(self) -> None:
         if self._reading and not self._closed:
@@ -453,6 +479,15 @@ class Listener:
                 raise
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            protocol = self.protocol_factory()
-            transport = Transport(self.loop, conn, protocol, self.high_water, self.low_water)
-            protocol.connection_made(transport)
+            transport = None
+            try:
+                protocol = self.protocol_factory()
+                transport = Transport(self.loop, conn, protocol, self.high_water,
+                                      self.low_water)
+                protocol.connection_made(transport)
+            except Exception:
+                log.exception("error while setting up a connection; closing it")
+                if transport is not None:
+                    transport.abort()
+                else:
+                    conn.close()

@@ -13,6 +13,7 @@ no assertion is about speed.
 from __future__ import annotations
 
 import errno
+import faulthandler
 import fcntl
 import gc
 import logging
@@ -27,6 +28,7 @@ import time
 import pytest
 
 DEADLINE_S = 5.0
+HANG_GUARD_S = 120.0
 MIB = 1 << 20
 
 
@@ -161,6 +163,14 @@ class PeerReader:
 _transports: list = []
 
 
+@pytest.fixture(autouse=True)
+def _hang_guard():
+    """If a broken stop() or wake-up ever hangs the loop, end the run with tracebacks."""
+    faulthandler.dump_traceback_later(HANG_GUARD_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture
 def loop(net_loop):
     """A fresh loop; at teardown every transport the test made is aborted, then it closes."""
@@ -179,6 +189,8 @@ def peers():
     """
     owned: list[socket.socket] = []
     yield owned
+    while _transports:  # first, so no transport is left on a socket closed under it
+        _transports.pop().abort()
     for sock in owned:
         if sock.fileno() != -1:
             sock.close()
@@ -255,6 +267,20 @@ def epoll_registrations() -> dict[str, int]:
     return counts
 
 
+EPOLLIN, EPOLLOUT = 0x1, 0x4
+
+
+def epoll_events_for(fd: int) -> int | None:
+    """The event mask an epoll instance of this process watches ``fd`` for (None: none)."""
+    for epfd in epoll_registrations():
+        with open(f"/proc/self/fdinfo/{epfd}") as info:
+            for line in info:
+                fields = line.split()
+                if fields[:1] == ["tfd:"] and int(fields[1]) == fd:
+                    return int(fields[3], 16)
+    return None
+
+
 def payload(size: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -283,7 +309,7 @@ def test_call_later_passes_arguments(loop):
     assert sorted(got, key=len) == [("soon",), (1, "two", None)]
 
 
-def test_cancelled_timer_does_not_fire(loop):
+def test_cancelled_timer_does_not_fire(loop, caplog):
     fired = []
     doomed = loop.call_later(0.01, fired.append, "doomed")
     loop.call_later(0.005, fired.append, "kept-early")
@@ -291,9 +317,12 @@ def test_cancelled_timer_does_not_fire(loop):
     soon = loop.call_soon(fired.append, "soon-doomed")
     doomed.cancel()
     soon.cancel()
-    run_until(loop, lambda: "kept-late" in fired)
-    run_turns(loop, 3)
+    with caplog.at_level(logging.ERROR):
+        run_until(loop, lambda: "kept-late" in fired)
+        run_turns(loop, 3)
     assert fired == ["kept-early", "kept-late"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    doomed.cancel()  # cancelling twice, or after the loop skipped it, is harmless
 
 
 def test_timer_cancelled_by_an_earlier_callback_does_not_fire(loop):
@@ -391,7 +420,8 @@ def test_raising_callback_is_logged_and_the_loop_goes_on(loop, caplog):
         run_until(loop, lambda: "after-timer" in ran)
     assert ran == ["after-soon", "after-timer"]
     logged = [
-        r.exc_info[1] for r in caplog.records
+        r.exc_info[1]
+        for r in caplog.records
         if r.levelno >= logging.ERROR and r.exc_info and isinstance(r.exc_info[1], Boom)
     ]
     assert sorted(str(e) for e in logged) == ["soon", "timer"]
@@ -601,7 +631,7 @@ def test_many_small_writes_over_tcp_all_arrive_in_order(loop, peers):
     chunks = [b"event %d\n" % i for i in range(2000)]
 
     def write_in_turns(start=0):
-        for chunk in chunks[start:start + 500]:
+        for chunk in chunks[start : start + 500]:
             transport.write(chunk)
         if start + 500 < len(chunks):
             loop.call_soon(write_in_turns, start + 500)
@@ -630,7 +660,7 @@ def test_partial_writes_pause_once_then_resume_once_and_deliver_everything(
 
     def write_all():
         for i in range(0, len(data), 64 * 1024):
-            transport.write(data[i:i + 64 * 1024])
+            transport.write(data[i : i + 64 * 1024])
             sizes_after_write.append(transport.get_write_buffer_size())
 
     loop.call_soon(write_all)
@@ -645,6 +675,7 @@ def test_partial_writes_pause_once_then_resume_once_and_deliver_everything(
     assert recorder.count("pause_writing") == 1
     assert recorder.count("resume_writing") == 0
     assert not transport.is_closing()
+    assert epoll_events_for(transport.fd) & EPOLLOUT, "a stalled outbox must watch writability"
 
     reader = PeerReader(loop, peer)
     reader.start()
@@ -660,6 +691,8 @@ def test_partial_writes_pause_once_then_resume_once_and_deliver_everything(
     assert recorder.resumed_at[0] <= low
     assert recorder.calls == ["pause_writing", "resume_writing"]
     assert reader.error is None and not reader.eof
+    # Drained: the fd is watched for reading only (else every turn would spin on it).
+    assert epoll_events_for(transport.fd) & (EPOLLIN | EPOLLOUT) == EPOLLIN
 
 
 def test_watermark_boundaries_with_custom_values(loop, peers):
@@ -688,12 +721,19 @@ def test_watermark_boundaries_with_custom_values(loop, peers):
     run_until(loop, lambda: len(reader.data) == 6001)
     assert reader.data == b"x" * 1000 + b"y" + b"z" * 5000
 
-    # A second round pauses and resumes again, once each.
-    loop.call_soon(transport.writelines, [b"w" * 600, b"w" * 600])
+    # A second round, through writelines, pauses and resumes again, once each.
+    def writelines_to_the_mark():
+        transport.writelines([b"w" * 600, b"w" * 400])  # exactly high_water
+        checks.append(recorder.count("pause_writing"))
+        transport.writelines([b"", b"w"])
+        checks.append(recorder.count("pause_writing"))
+
+    loop.call_soon(writelines_to_the_mark)
     run_until(loop, lambda: recorder.count("resume_writing") == 2)
-    run_until(loop, lambda: len(reader.data) == 7201)
+    run_until(loop, lambda: len(reader.data) == 7002)
+    assert checks == [0, 1, 1, 1, 2]
     assert recorder.calls == ["pause_writing", "resume_writing"] * 2
-    assert recorder.paused_at == [1001, 1200]
+    assert recorder.paused_at == [1001, 1001]
 
 
 def test_writes_under_the_high_water_mark_never_pause(loop, peers):
@@ -739,6 +779,23 @@ def test_close_after_writes_delivers_everything_then_eof(loop, peers):
     assert recorder.count("connection_lost") == 1
 
 
+def test_close_while_the_outbox_is_stalled_still_delivers_everything(loop, peers):
+    side, peer = tcp_pair(peers, peer_rcvbuf=4096, sndbuf=4096)
+    recorder = Recorder()
+    transport = loop_transport(loop, side, recorder)
+    data = payload(MIB, seed=9)
+    loop.call_soon(transport.write, data)
+    run_until(loop, lambda: 0 < transport.get_write_buffer_size() < len(data))
+    run_turns(loop, 5)
+    transport.close()  # between turns, nothing else written this turn
+    assert transport.is_closing() and recorder.lost == []
+    reader = PeerReader(loop, peer)
+    reader.start()
+    run_until(loop, lambda: reader.eof and recorder.lost, timeout=15.0)
+    assert reader.data == data
+    assert recorder.lost == [None]
+
+
 def test_close_with_an_empty_outbox_calls_connection_lost_on_the_next_turn(loop, peers):
     side, peer = tcp_pair(peers)
     recorder = Recorder()
@@ -762,6 +819,7 @@ def test_close_with_an_empty_outbox_calls_connection_lost_on_the_next_turn(loop,
     assert recorder.lost == [None]
     assert reader.data == b""
     assert fd_is_closed(fd, inode)
+    assert epoll_events_for(fd) is None
     assert transport.is_closing()
 
 
@@ -806,12 +864,15 @@ def test_abort_with_a_stalled_outbox_drops_the_rest(loop, peers):
     assert reader.data == data[: len(reader.data)]
 
 
-@pytest.mark.parametrize("while_writing", [True, False], ids=["writing", "idle"])
-def test_peer_reset_closes_the_transport_once(loop, peers, caplog, while_writing):
+@pytest.mark.parametrize("mode", ["writing", "writing-not-reading", "idle"])
+def test_peer_reset_closes_the_transport_once(loop, peers, caplog, mode):
     side, peer = tcp_pair(peers, peer_rcvbuf=4096, sndbuf=4096)
     recorder = Recorder()
     transport = loop_transport(loop, side, recorder)
     fd, inode = transport.fd, os.fstat(transport.fd).st_ino
+    while_writing = mode != "idle"
+    if mode == "writing-not-reading":  # only a failed send can reveal the reset
+        transport.pause_reading()
     if while_writing:
         data = payload(MIB, seed=5)
         loop.call_soon(transport.write, data)
@@ -827,6 +888,7 @@ def test_peer_reset_closes_the_transport_once(loop, peers, caplog, while_writing
     peer.close()
 
     if while_writing:  # keep writing while the reset arrives
+
         def keep_writing():
             if not transport.is_closing():
                 transport.write(b"more" * 1000)
@@ -845,6 +907,7 @@ def test_peer_reset_closes_the_transport_once(loop, peers, caplog, while_writing
     assert recorder.lost[0].errno in (errno.ECONNRESET, errno.EPIPE)
     assert transport.is_closing()
     assert fd_is_closed(fd, inode)
+    assert epoll_events_for(fd) is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
@@ -894,6 +957,7 @@ def test_pause_reading_holds_data_until_resume(loop, peers):
     run_turns(loop, 50)
     assert recorder.data == b"first"
     assert recorder.calls == ["data_received"]
+    assert not (epoll_events_for(transport.fd) or 0) & EPOLLIN
 
     transport.resume_reading()
     run_until(loop, lambda: recorder.count("eof_received") == 1)
@@ -1014,9 +1078,7 @@ def test_listener_accepts_many_connections_in_one_burst(net_loop, loop, peers):
     try:
         clients = [connect(peers, listener.address) for _ in range(200)]
         run_until(loop, lambda: accepted.made() == 200)
-        assert {p.transport.peer for p in accepted.protocols} == {
-            c.getsockname() for c in clients
-        }
+        assert {p.transport.peer for p in accepted.protocols} == {c.getsockname() for c in clients}
     finally:
         listener.close()
 
@@ -1099,9 +1161,7 @@ def test_many_connections_opened_and_closed_leave_no_fds_or_registrations(net_lo
                     client.close()
                 else:  # the server closes (2) or aborts (3) when asked
                     client.sendall(b"close" if how == 2 else b"abort")
-            run_until(
-                loop, lambda n=expected_lost: len(endings) == n, what=f"round {round_}"
-            )
+            run_until(loop, lambda n=expected_lost: len(endings) == n, what=f"round {round_}")
             for client in clients:
                 client.close()
             run_turns(loop, 3)
@@ -1157,3 +1217,60 @@ def test_loop_close_releases_its_fds(net_loop):
         lp.run_forever()
         lp.close()
     assert open_fds() == before
+
+
+# -- regressions: bugs found by these tests, fixed in both twins ---------------------------
+
+
+def test_protocol_error_closes_that_connection_and_the_loop_goes_on(loop, peers, caplog):
+    side, peer = tcp_pair(peers)
+    other_side, other_peer = tcp_pair(peers)
+    bad = Recorder()
+
+    def explode(data):
+        raise ValueError("protocol bug")
+
+    bad.on_data = explode
+    loop_transport(loop, side, bad)
+    good = Recorder()
+    loop_transport(loop, other_side, good)
+    peer.sendall(b"x")
+    run_until(loop, lambda: bad.count("connection_lost") == 1, what="bad connection closed")
+    assert isinstance(bad.lost[0], ValueError)
+    assert "protocol error" in caplog.text
+    other_peer.sendall(b"still served")
+    run_until(loop, lambda: bytes(good.data) == b"still served", what="the loop went on")
+    assert good.count("connection_lost") == 0
+
+
+def test_timers_due_at_the_same_time_fire_in_scheduling_order(loop):
+    order = []
+    when = loop.time() + 0.01
+    for i in range(20):
+        loop.call_at(when, order.append, i)
+    run_until(loop, lambda: len(order) == 20)
+    assert order == list(range(20))
+
+
+def test_stop_before_run_forever_ends_it_after_one_turn(loop):
+    ran = []
+    loop.call_soon(ran.append, 1)
+    loop.stop()
+    guard = loop.call_later(5.0, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    assert ran == [1]
+
+
+def test_call_soon_threadsafe_after_close_writes_nowhere(net_loop):
+    closed = net_loop.Loop()
+    closed.close()
+    r, w = os.pipe()
+    try:
+        closed.call_soon_threadsafe(print)
+        os.set_blocking(r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 100)
+    finally:
+        os.close(r)
+        os.close(w)
