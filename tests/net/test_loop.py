@@ -1255,10 +1255,12 @@ def test_timers_due_at_the_same_time_fire_in_scheduling_order(loop):
 def test_stop_before_run_forever_ends_it_after_one_turn(loop):
     ran = []
     loop.call_soon(ran.append, 1)
+    later = loop.call_later(0.2, ran.append, 2)  # runs only if the loop forgot the stop
     loop.stop()
     guard = loop.call_later(5.0, loop.stop)
     loop.run_forever()
     guard.cancel()
+    later.cancel()
     assert ran == [1]
 
 
