@@ -162,7 +162,19 @@ def run_command(args) -> int:
     except BindError as exc:
         log.error("%s", exc.strerror)
         return EXIT_STARTUP_FAILED
-    return server.run()
+    code = server.run()
+    from conduit.server.aio import busy_workers
+
+    if code != 0 or busy_workers():
+        # NOTE: worker threads still blocked in to_thread() would make the interpreter wait
+        # for them at exit; a forced exit (or a drain cut short) must not wait.
+        if busy_workers():
+            log.warning("exiting with %d worker threads still busy", busy_workers())
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -357,6 +357,12 @@ cdef class RequestParser:
         self._head_start -= keep
         return 0
 
+    def has_partial(self):
+        """True when part of a request (not yet complete) has been received."""
+        if self._state == S_CLOSED or self._error is not None:
+            return False
+        return self._have_line or self._state != S_HEAD or self._pos < self._len
+
     def needs_continue(self):
         """True once per request that sent ``Expect: 100-continue`` and awaits its body."""
         if self._continue_pending:

@@ -316,6 +316,12 @@ class RequestParser:
             self._pos = 0
         buf += data
 
+    def has_partial(self) -> bool:
+        """True when part of a request (not yet complete) has been received."""
+        if self._state == _CLOSED or self._error is not None:
+            return False
+        return self._method is not None or self._state != _HEAD or self._pos < len(self._buf)
+
     def needs_continue(self) -> bool:
         """True once per request that sent ``Expect: 100-continue`` and awaits its body."""
         if self._continue_pending:

@@ -12,7 +12,11 @@ import json
 from http import HTTPStatus
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+# RFC 9110's phrases where Python's HTTPStatus (3.11) still has older ones, so the status
+# line does not change with the Python version.
 _REASONS[413] = "Content Too Large"
+_REASONS[414] = "URI Too Long"
+_REASONS[416] = "Range Not Satisfiable"
 _REASONS[422] = "Unprocessable Content"
 
 # Headers the server owns: a handler's value for them would break framing.

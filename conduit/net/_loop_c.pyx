@@ -18,6 +18,7 @@ this twin follows them. What differs is how:
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport (
     EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPERM, EPROTO, errno,
 )
@@ -300,6 +301,9 @@ cdef class Loop:
         if n < 0:
             if errno != EINTR:
                 raise OSError(errno, os.strerror(errno))
+            # A signal interrupted the wait: run its Python handler now (it hands over to
+            # the loop through call_soon_threadsafe), not at the next bytecode boundary.
+            PyErr_CheckSignals()
             n = 0
         for i in range(n):
             fd = self._events[i].data.fd

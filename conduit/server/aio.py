@@ -33,13 +33,19 @@ log = logging.getLogger("conduit.server")
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+_busy_workers = 0  # functions submitted by to_thread and not finished yet
+
+
+def busy_workers() -> int:
+    """How many to_thread calls are still running (a process exit would wait for them)."""
+    return _busy_workers
 
 
 def _get_executor() -> ThreadPoolExecutor:
     global _executor
     if _executor is None:
         with _executor_lock:
-            if _executor is None:
+            if _executor is None:  # (the lock also guards _busy_workers)
                 _executor = ThreadPoolExecutor(
                     max_workers=min(32, (os.cpu_count() or 1) + 4),
                     thread_name_prefix="conduit-worker",
@@ -91,9 +97,15 @@ class to_thread:  # noqa: N801 - used like a function
         return (yield self)
 
     def _conduit_schedule(self, loop, resume):
+        global _busy_workers
+        with _executor_lock:
+            _busy_workers += 1
         future = _get_executor().submit(self.fn, *self.args, **self.kwargs)
 
-        def done(fut):
+        def done(fut):  # runs in the worker thread
+            global _busy_workers
+            with _executor_lock:
+                _busy_workers -= 1
             exc = fut.exception()
             if exc is None:
                 loop.call_soon_threadsafe(resume, fut.result())

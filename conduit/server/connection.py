@@ -81,7 +81,7 @@ class HTTPConnection:
             if self.buffered > MAX_BUFFERED_BYTES:
                 self.transport.pause_reading()
         elif not self.request_started:
-            self.request_started = now
+            self.request_started = now  # the first byte of a request: its timeout starts
         self.parser.feed(data)
         if not self.busy:
             self._process()
@@ -129,6 +129,13 @@ class HTTPConnection:
                         self.transport.write(CONTINUE)
                     if self.eof:
                         self.transport.close()
+                    elif self.parser.has_partial():
+                        # part of a next request is here (pipelined, or it came while
+                        # busy): the request timeout runs from now
+                        if not self.request_started:
+                            self.request_started = self.loop.time()
+                    else:
+                        self.request_started = 0.0
                     return
                 self._dispatch(request)
         finally:
@@ -172,6 +179,8 @@ class HTTPConnection:
 
     def _framing(self, extra) -> tuple:
         version = self.request.version
+        if self.server.draining:
+            self.keep_alive = False  # a drain began while this request was in progress
         if not self.keep_alive:
             return extra + (("Connection", "close"),)
         if version == "1.0":
@@ -211,7 +220,7 @@ class HTTPConnection:
         )
         stream.on_close = response.on_close
         if request.method == "HEAD":
-            stream.finish()
+            stream.cancel()  # a HEAD response has no body, not even the last chunk
             self._close_stream(stream)
             self._request_done()
             return

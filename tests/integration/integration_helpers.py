@@ -102,6 +102,13 @@ class RunningServer:
         """The Stream pump objects of the open streams."""
         return self.call(lambda: [c.stream for c in self.server.streams if c.stream])
 
+    def wait_sweeps(self, count: int) -> None:
+        """Wait until the housekeeping sweep (once a second) has run ``count`` more times."""
+        sweeper = lambda: self.server._sweeper  # noqa: E731 - the handle of the next sweep
+        for _ in range(count):
+            before = self.call(sweeper)
+            wait_for(lambda before=before: self.call(sweeper) is not before, what="a sweep")
+
     def shutdown(self) -> None:
         """Start a graceful drain (from any thread)."""
         self.server.loop.call_soon_threadsafe(self.server.shutdown)

@@ -27,6 +27,7 @@ def events():
 def server(serve, events):
     app = App()
     produced = {"async-paused": 0}
+    gate = threading.Event()  # holds a worker thread; released after the test
 
     @app.get("/sync")
     def sync_stream(request):
@@ -71,7 +72,6 @@ def server(serve, events):
     async def async_thread(request):
         try:
             yield SSEEvent("first")
-            gate = threading.Event()
             await conduit.to_thread(gate.wait, 60)
         finally:
             events["async-thread"].set()
@@ -87,7 +87,8 @@ def server(serve, events):
 
     running = serve(app, high_water_bytes=16 * 1024, low_water_bytes=4 * 1024)
     running.produced = produced
-    return running
+    yield running
+    gate.set()
 
 
 def open_stream(server, path, rcvbuf=None) -> RawClient:

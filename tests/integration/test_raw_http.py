@@ -194,6 +194,24 @@ def test_stream_http10_is_close_delimited(server, path):
         assert c.read_to_eof() == STREAM_HEAD_10 + FRAMES
 
 
+def test_request_pipelined_behind_a_stream(server):
+    with RawClient(server.address) as c:
+        c.send(b"GET /async-count HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.read_response().body == FRAMES
+        assert c.read_response().raw == HELLO
+
+
+def test_too_many_connections_are_closed(serve):
+    server = serve(make_app(), max_connections=1)
+    with RawClient(server.address) as first:
+        first.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert first.read_response().raw == HELLO
+        with RawClient(server.address) as second:
+            assert second.read_to_eof() == b""  # closed without a response
+        first.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert first.read_response().raw == HELLO
+
+
 def test_stream_http10_keep_alive_is_still_close_delimited(server):
     with RawClient(server.address) as c:
         c.send(b"GET /count HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")

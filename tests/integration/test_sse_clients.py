@@ -100,10 +100,10 @@ def test_stream_items_reach_an_sse_client(server, path):
     if path == "/stream-response":
         assert response.headers["x-extra"] == "1"
     # httpx-sse keeps the last id seen; compare ids only where the server set one
+    assert len(events) == len(EXPECTED), events
     got = [(ev, id_ if want_id else "", data, retry)
-           for (ev, id_, data, retry), (_, want_id, _, _) in zip(events, EXPECTED)]
+           for (ev, id_, data, retry), (_, want_id, _, _) in zip(events, EXPECTED, strict=True)]
     assert got == EXPECTED
-    assert len(events) == len(EXPECTED)
 
 
 def test_last_event_id_header(server):
