@@ -1200,3 +1200,36 @@ def test_needs_continue_for_second_pipelined_request(http_parser):
     p.feed(b"hello")
     assert p.next_request().body == b"hello"
     assert p.needs_continue() is False
+
+
+def test_has_partial(http_parser):
+    p = http_parser.RequestParser()
+    assert not p.has_partial()
+    p.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HT")
+    assert p.has_partial()  # before anything is parsed: bytes are buffered
+    assert p.next_request().target == "/"
+    assert p.has_partial()  # the start of the next request
+    p.feed(b"TP/1.1\r\nHost: a\r\n")
+    assert p.next_request() is None
+    assert p.has_partial()  # a head in progress
+    p.feed(b"\r\n")
+    assert p.next_request().target == "/b"
+    assert not p.has_partial()
+    p.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    assert p.next_request() is None
+    assert p.has_partial()  # a body in progress
+    p.feed(b"cd")
+    assert p.next_request().body == b"abcd"
+    assert not p.has_partial()
+
+
+def test_has_partial_is_false_after_an_error_or_a_closing_request(http_parser):
+    p = http_parser.RequestParser()
+    p.feed(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /ignored")
+    assert p.next_request().keep_alive is False
+    assert not p.has_partial()
+    p = http_parser.RequestParser()
+    p.feed(b"BAD\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        p.next_request()
+    assert not p.has_partial()
