@@ -607,20 +607,11 @@ cdef class RequestParser:
 
     cdef void _connection(self, const char* value, Py_ssize_t vlen):
         cdef Py_ssize_t i = 0, start, end
-        while i <= vlen:
-            start = i
-            while i < vlen and value[i] != 44:
-                i += 1
-            end = i
-            while start < end and (value[start] == 32 or value[start] == 9):
-                start += 1
-            while end > start and (value[end - 1] == 32 or value[end - 1] == 9):
-                end -= 1
+        while _list_item(value, vlen, &i, &start, &end):
             if _ieq(value + start, end - start, b"close", 5):
                 self._conn_close = True
             elif _ieq(value + start, end - start, b"keep-alive", 10):
                 self._conn_keep_alive = True
-            i += 1
 
     cdef int _end_of_head(self, Py_ssize_t lf) except -1:
         cdef str version = self._version
@@ -747,20 +738,32 @@ cdef str _method_str(const char* p, Py_ssize_t n):
     return PyUnicode_DecodeASCII(p, n, NULL)
 
 
+cdef inline bint _list_item(const char* value, Py_ssize_t vlen, Py_ssize_t* i,
+                            Py_ssize_t* start, Py_ssize_t* end) noexcept nogil:
+    """The next element of a comma-separated field value, OWS trimmed (may be empty).
+
+    Call with ``i[0] = 0``; returns False when the list is exhausted.
+    """
+    if i[0] > vlen:
+        return False
+    start[0] = i[0]
+    while i[0] < vlen and value[i[0]] != 44:
+        i[0] += 1
+    end[0] = i[0]
+    i[0] += 1
+    while start[0] < end[0] and (value[start[0]] == 32 or value[start[0]] == 9):
+        start[0] += 1
+    while end[0] > start[0] and (value[end[0] - 1] == 32 or value[end[0] - 1] == 9):
+        end[0] -= 1
+    return True
+
+
 cdef Py_ssize_t _content_length(const char* value, Py_ssize_t vlen,
                                 Py_ssize_t current) except -2:
     """Same rules as the pure twin: a list of equal 1*DIGIT values; -1 = not seen yet."""
     cdef Py_ssize_t i = 0, start, end, j, number
     cdef Py_ssize_t length = current
-    while i <= vlen:
-        start = i
-        while i < vlen and value[i] != 44:
-            i += 1
-        end = i
-        while start < end and (value[start] == 32 or value[start] == 9):
-            start += 1
-        while end > start and (value[end - 1] == 32 or value[end - 1] == 9):
-            end -= 1
+    while _list_item(value, vlen, &i, &start, &end):
         if start == end:
             raise BadRequest("invalid Content-Length")
         number = 0
@@ -774,5 +777,4 @@ cdef Py_ssize_t _content_length(const char* value, Py_ssize_t vlen,
         if length != -1 and number != length:
             raise BadRequest("conflicting Content-Length values")
         length = number
-        i += 1
     return length

@@ -471,34 +471,30 @@ cdef class Transport:
             self.protocol.pause_writing()
         return 0
 
+    cdef int _append_object(self, data) except -1:
+        """Append any bytes-like object (bytes without the buffer protocol's overhead)."""
+        cdef Py_buffer view
+        if type(data) is bytes:
+            return self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._append(<const char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+
     def write(self, data):
         """Queue bytes; they are sent at the end of this loop turn."""
-        cdef Py_buffer view
         if self._closing or self._closed:
             return
-        if type(data) is bytes:
-            self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-        else:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            try:
-                self._append(<const char*>view.buf, view.len)
-            finally:
-                PyBuffer_Release(&view)
+        self._append_object(data)
         self._wrote()
 
     def writelines(self, buffers):
-        cdef Py_buffer view
         if self._closing or self._closed:
             return
         for data in buffers:
-            if type(data) is bytes:
-                self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-            else:
-                PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-                try:
-                    self._append(<const char*>view.buf, view.len)
-                finally:
-                    PyBuffer_Release(&view)
+            self._append_object(data)
         self._wrote()
 
     def get_write_buffer_size(self):
