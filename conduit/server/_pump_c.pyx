@@ -26,7 +26,7 @@ import logging
 from conduit.http._sse_c import encode_event
 from conduit.server._pump_py import HEARTBEAT, LAST_CHUNK, _log_close_error, _Throw
 from conduit.server._pump_py import to_frame
-from conduit.server.aio import Task
+from conduit.server.aio import Task, foreign_awaitable
 
 log = logging.getLogger("conduit.server")
 
@@ -211,10 +211,7 @@ cdef class Stream:
             value = exc = None
             schedule = getattr(marker, "_conduit_schedule", None)
             if schedule is None:
-                exc = TypeError(
-                    f"a stream handler awaited {marker!r}; on conduit's loop await "
-                    "conduit.sleep(), conduit.to_thread() or conduit.iterate_in_thread()"
-                )
+                exc = foreign_awaitable(marker)
                 continue
             self._token += 1
             self._waiting = schedule(self.loop, self._resume_for(self._token))

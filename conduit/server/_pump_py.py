@@ -29,7 +29,7 @@ import logging
 import time
 
 from conduit.http.sse import SSEEvent, comment, encode_event
-from conduit.server.aio import Task
+from conduit.server.aio import Task, foreign_awaitable
 
 log = logging.getLogger("conduit.server")
 
@@ -141,10 +141,7 @@ class Stream:
             value = exc = None
             schedule = getattr(marker, "_conduit_schedule", None)
             if schedule is None:
-                exc = TypeError(
-                    f"a stream handler awaited {marker!r}; on conduit's loop await "
-                    "conduit.sleep(), conduit.to_thread() or conduit.iterate_in_thread()"
-                )
+                exc = foreign_awaitable(marker)
                 continue
             self._token += 1
             self._waiting = schedule(self.loop, self._resume_for(self._token))

@@ -164,6 +164,15 @@ class iterate_in_thread:  # noqa: N801 - used like a function
                 await to_thread(close)
 
 
+def foreign_awaitable(marker) -> TypeError:
+    """The error thrown into a handler that awaited something conduit cannot drive."""
+    return TypeError(
+        f"a conduit handler awaited {marker!r}; on conduit's loop await conduit.sleep(), "
+        "conduit.to_thread() or conduit.iterate_in_thread() "
+        "(run asyncio code with conduit.to_thread(asyncio.run, coro))"
+    )
+
+
 class Task:
     """Drives one coroutine on the loop (see the module docstring).
 
@@ -205,11 +214,7 @@ class Task:
                 return
             schedule = getattr(marker, "_conduit_schedule", None)
             if schedule is None:
-                value, exc = None, TypeError(
-                    f"a conduit handler awaited {marker!r}; on conduit's loop await "
-                    "conduit.sleep(), conduit.to_thread() or conduit.iterate_in_thread() "
-                    "(run asyncio code with conduit.to_thread(asyncio.run, coro))"
-                )
+                value, exc = None, foreign_awaitable(marker)
                 continue
             self._token += 1
             self._waiting = schedule(self.loop, self._resume_for(self._token))
