@@ -21,6 +21,7 @@ and ``python -m conduit run app.py``.
 __version__ = "0.1.0"
 
 from conduit.app import App, FileResponse, Headers, Request  # noqa: E402
+from conduit.app.channel import Channel  # noqa: E402
 from conduit.config import Config  # noqa: E402
 from conduit.errors import ConduitError, HTTPError, ProtocolError  # noqa: E402
 from conduit.http.response import Response, StreamResponse  # noqa: E402
@@ -41,6 +42,7 @@ def run(app, **settings) -> int:
 __all__ = [
     "__version__",
     "App",
+    "Channel",
     "Config",
     "ConduitError",
     "FileResponse",

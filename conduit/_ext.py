@@ -66,6 +66,7 @@ def _load_all() -> None:
     # Import every dispatcher so the answer covers all hot modules, not just those used.
     import conduit.http  # noqa: F401
     import conduit.net.loop  # noqa: F401
+    import conduit.server.hub  # noqa: F401
     import conduit.server.pump  # noqa: F401
 
 

@@ -36,10 +36,12 @@ import inspect
 import logging
 import re
 
+from conduit.app.channel import Channel, Hub
 from conduit.app.request import Request
 from conduit.app.static import StaticFiles
 from conduit.errors import HTTPError
 from conduit.http.response import Response, StreamResponse
+from conduit.server.hub import DEFAULT_BUDGET_BYTES
 
 log = logging.getLogger("conduit.app")
 
@@ -98,10 +100,48 @@ class Route:
 class App:
     """An application: routes, static files, and (later) channels. Call it to serve."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir=None) -> None:
+        """``data_dir``: where durable channels keep their logs (default: the
+        ``CONDUIT_DATA_DIR`` environment variable, else ``./conduit-data``)."""
         self._exact: dict = {}  # path -> [Route]: the common case, one dict lookup
         self._patterns: list = []
         self.loop = None
+        self.hub = Hub(data_dir)
+
+    # -- channels ----------------------------------------------------------------------
+    def channel(self, name: str, history: int = 1000, durable: bool = False,
+                fsync="never", budget_bytes: int = DEFAULT_BUDGET_BYTES) -> Channel:
+        """The channel called ``name``, created on first use (see ``conduit.app.channel``).
+
+        ``history``: events kept for replay. ``durable``: keep them in an append-only log
+        under the data directory, so they survive restarts; ``fsync``: "never" (survives a
+        crash of the process), "always" (survives power loss) or seconds between fsyncs.
+        ``budget_bytes``: how far a subscriber may fall behind before it is disconnected.
+        """
+        existing = self.hub.channels.get(name)
+        if existing is not None:
+            return existing
+        channel = Channel(self.hub, name, history=history, durable=durable, fsync=fsync,
+                          budget_bytes=budget_bytes)
+        self.hub.channels[name] = channel
+        if self.loop is not None:
+            channel.frames.loop = self.loop
+        return channel
+
+    def subscribe(self, request, *channels, headers=None):
+        """One SSE stream of several channels (names or Channel objects), merged in id
+        order, with one Last-Event-ID for all. An unknown name is a 404."""
+        resolved = []
+        for item in channels:
+            channel = self.hub.channels.get(item) if isinstance(item, str) else item
+            if channel is None:
+                raise HTTPError(404, f"unknown channel {item!r}")
+            if channel not in resolved:
+                resolved.append(channel)
+        if not resolved:
+            raise HTTPError(400, "no channel to subscribe to")
+        budget = min(channel.budget_bytes for channel in resolved)
+        return self.hub.subscribe(request, resolved, budget, headers=headers)
 
     # -- declaring routes --------------------------------------------------------------
     def route(self, path: str, methods=("GET",)):
@@ -150,9 +190,11 @@ class App:
     # -- lifecycle hooks (called by the server) ----------------------------------------
     def startup(self, loop) -> None:
         self.loop = loop
+        self.hub.startup(loop)
 
     def shutdown(self) -> None:
-        pass
+        self.hub.shutdown()
+        self.loop = None
 
     # -- dispatch (the server calls this) ----------------------------------------------
     def _find(self, method: str, path: str):

@@ -24,7 +24,7 @@ from libc.errno cimport (
 )
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 import heapq
 import logging
@@ -71,8 +71,22 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t write(int fd, const void* buf, size_t count)
     int close(int fd)
 
+cdef extern from "<sys/uio.h>" nogil:
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
+    cdef struct msghdr:
+        void* msg_name
+        socklen_t msg_namelen
+        iovec* msg_iov
+        size_t msg_iovlen
+        void* msg_control
+        size_t msg_controllen
+        int msg_flags
+    ssize_t sendmsg(int fd, const msghdr* msg, int flags)
     cdef struct sockaddr:
         unsigned short sa_family
     cdef struct sockaddr_storage:
@@ -105,6 +119,7 @@ cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
 
 DEF MAX_EVENTS = 512
+DEF MAX_IOV = 64  # writev with more buffers falls back to copying them into the outbox
 DEF READ_BUFFER_BYTES = 65536
 
 # NOTE: one read buffer for every connection (the loop is single-threaded): recv() lands
@@ -496,6 +511,46 @@ cdef class Transport:
         for data in buffers:
             self._append_object(data)
         self._wrote()
+
+    def writev(self, buffers):
+        """Send now if nothing is queued (zero copy, one sendmsg); queue what is left."""
+        cdef iovec iov[MAX_IOV]
+        cdef Py_buffer views[MAX_IOV]
+        cdef msghdr msg
+        cdef Py_ssize_t count = 0, i, sent, size
+        if self._closing or self._closed:
+            return
+        if self._end > self._start or len(buffers) > MAX_IOV:
+            self.writelines(buffers)
+            return
+        try:
+            for data in buffers:
+                PyObject_GetBuffer(data, &views[count], PyBUF_SIMPLE)
+                iov[count].iov_base = views[count].buf
+                iov[count].iov_len = views[count].len
+                count += 1
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_iov = iov
+            msg.msg_iovlen = count
+            with nogil:
+                sent = sendmsg(self.fd, &msg, MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    self._fatal(OSError(errno, os.strerror(errno)))
+                    return
+                sent = 0
+            for i in range(count):
+                size = views[i].len
+                if sent >= size:
+                    sent -= size
+                    continue
+                self._append(<const char*>views[i].buf + sent, size - sent)
+                sent = 0
+        finally:
+            for i in range(count):
+                PyBuffer_Release(&views[i])
+        if self._end > self._start:
+            self._wrote()
 
     def get_write_buffer_size(self):
         return self._end - self._start

@@ -323,6 +323,35 @@ class Transport:
             self._paused = True
             self.protocol.pause_writing()
 
+    def writev(self, buffers) -> None:
+        """Send now if nothing is queued (zero copy, one sendmsg); queue what is left.
+
+        For data that is already in memory elsewhere (a channel's shared buffer): the
+        common case costs no copy at all.
+        """
+        if self._closing or self._closed:
+            return
+        if self._out:
+            self.writelines(buffers)
+            return
+        try:
+            sent = self.sock.sendmsg(buffers)
+        except _TRY_AGAIN:
+            sent = 0
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        rest = []
+        for data in buffers:
+            size = len(data)
+            if sent >= size:
+                sent -= size
+                continue
+            rest.append(data[sent:] if sent else data)
+            sent = 0
+        if rest:
+            self.writelines(rest)
+
     def get_write_buffer_size(self) -> int:
         return len(self._out)
 

@@ -28,6 +28,7 @@ import logging
 from conduit.errors import ProtocolError
 from conduit.http.parser import RequestParser
 from conduit.http.response import Response, StreamResponse, build_head
+from conduit.server import hub as _hub
 from conduit.server import pump as _pump
 from conduit.server.aio import Task
 
@@ -214,6 +215,10 @@ class HTTPConnection:
             framing = self._framing((("Transfer-Encoding", "chunked"),))
         self.transport.write(build_head(response.status, response.headers, "1.1", framing))
         self._log_access(response.status)
+        source = response.source
+        if type(source) is _hub.Subscription:
+            self._start_subscription(source, chunked, request.method == "HEAD")
+            return
         stream = _pump.Stream(
             self.loop, self.transport, response.source, chunked,
             self.server.config.high_water_bytes, self._stream_ended,
@@ -227,6 +232,16 @@ class HTTPConnection:
         self.stream = stream
         self.server.streams.add(self)
         stream.start()
+
+    def _start_subscription(self, source, chunked: bool, head_only: bool) -> None:
+        if head_only:
+            self._request_done()
+            return
+        subscriber = _hub.Subscriber(self.loop, self.transport, chunked, source.cursors,
+                                     source.budget)
+        self.stream = subscriber
+        self.server.streams.add(self)
+        subscriber.start(source.prelude)  # registered first, then the comment: no gap
 
     def _stream_ended(self, exc) -> None:
         stream = self.stream

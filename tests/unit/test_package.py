@@ -39,7 +39,8 @@ def compiled_built():
     return all(
         "compiled" in _ext.twins(package, name)
         for package, name in (("conduit.http", "sse"), ("conduit.http", "parser"),
-                              ("conduit.net", "loop"), ("conduit.server", "pump"))
+                              ("conduit.net", "loop"), ("conduit.server", "pump"),
+                              ("conduit.server", "hub"))
     )
 
 
@@ -86,10 +87,10 @@ def test_required_but_missing_extension_is_an_error(tmp_path):
 def test_active_twin_matches_switch():
     from conduit.http import parser, sse
     from conduit.net import loop
-    from conduit.server import pump
+    from conduit.server import hub, pump
 
-    names = [module._impl.__name__ for module in (sse, parser, loop, pump)]
-    assert len(_ext.status()) == 4
+    names = [module._impl.__name__ for module in (sse, parser, loop, pump, hub)]
+    assert len(_ext.status()) == 5
     if _ext.MODE == "0":
         assert all(name.endswith("_py") for name in names), names
     elif _ext.MODE == "1":

@@ -1,0 +1,288 @@
+"""Channels: publish once, deliver to every subscriber, with history and resume.
+
+    docs = app.channel("documents", history=1000, durable=True)
+    event_id = docs.publish({"type": "DocumentSaved", "data": {"id": "doc1"}})
+
+    @app.get("/events")
+    def events(request):
+        return docs.subscribe(request)          # honours Last-Event-ID
+
+    @app.get("/feed")
+    def feed(request):                          # several channels on one connection
+        return app.subscribe(request, *request.query_all("topic"))
+
+Ids and cursors
+1. Every event gets the id ``"<epoch>-<seq>"``. The sequence is global to the app (all its
+   channels share it) and strictly increasing, so one id is a cursor into every channel a
+   connection reads. The epoch names the sequence: it is random per process for an app
+   without durable channels, and kept in ``<data dir>/hub.json`` otherwise, where sequences
+   are reserved in blocks so they are never reused after a restart.
+2. A channel knows the sequence after which it holds all of its events (``complete_after``:
+   its creation, or the newest event it had to drop from its history).
+3. ``Last-Event-ID`` (the header, or ``?last_event_id=`` for a first connection) with this
+   epoch and a sequence at or above ``complete_after`` replays exactly the events after it,
+   then the stream goes live: no gap, no duplicate. Anything else (another epoch, a cursor
+   older than the history, a malformed id) gets a *reset event* first:
+
+       event: reset
+       id: <the newest id>
+       data: {"reason": "stale-cursor" | "unknown-epoch" | "malformed-cursor",
+              "channels": [...], "last_event_id": "<what the client sent>"}
+
+   and then the stream goes live. A page handles it by reloading its state (for example
+   ``GET /documents``) and carrying on. It is never a 4xx/5xx, which would make a browser's
+   EventSource give up for good. The reset carries the newest id, so the browser's next
+   reconnect resumes from there.
+4. The first bytes of a subscription (the comment ``: subscribed``) are written only after
+   the subscriber is registered: a client that has seen them cannot miss a publish.
+
+Publishing from other threads: ``publish`` may be called from any thread. The id is
+assigned and the durable record written before it returns; the frame reaches the shared
+buffer on the loop thread, in id order (the loop's wake-up hands it over).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from conduit.app.durable import ChannelLog, HubState, default_data_dir, new_epoch
+from conduit.http.response import StreamResponse
+from conduit.http.sse import SSEEvent, comment
+from conduit.server.hub import DEFAULT_BUDGET_BYTES, FrameLog, Subscription
+
+log = logging.getLogger("conduit.app")
+
+RESET_EVENT = "reset"
+
+
+class Hub:
+    """The id source and the channels of one app."""
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        self._data_dir = data_dir
+        self.state: HubState | None = None
+        self.epoch = new_epoch()
+        self.seq = 0
+        self._reserved = None  # sequences may be issued up to this (durable hubs)
+        self.lock = threading.RLock()
+        self.channels: dict = {}
+        self.loop = None
+        self.loop_thread = None
+        self._issued = False
+
+    @property
+    def data_dir(self) -> str:
+        return self._data_dir or default_data_dir()
+
+    def make_durable(self) -> None:
+        """Switch to the persistent epoch and reservation of the data directory."""
+        with self.lock:
+            if self.state is not None:
+                return
+            if self._issued:
+                raise RuntimeError("create durable channels before publishing any event: "
+                                   "ids already issued would not survive a restart")
+            self.state = HubState(self.data_dir)
+            self.epoch = self.state.epoch
+            self.seq = self.state.start_seq
+            self._reserved = self.state.reserve(self.seq)
+
+    def next_seq(self) -> int:
+        # called with self.lock held
+        self._issued = True
+        self.seq += 1
+        if self._reserved is not None and self.seq > self._reserved:
+            self._reserved = self.state.reserve(self.seq)
+        return self.seq
+
+    def id_of(self, seq: int) -> str:
+        return f"{self.epoch}-{seq}"
+
+    def parse(self, event_id: str):
+        """(epoch, seq) of an id, or None if it is not one of ours in form."""
+        epoch, sep, seq = event_id.rpartition("-")
+        if not sep or not epoch or not seq.isdigit() or len(seq) > 18:
+            return None
+        return epoch, int(seq)
+
+    def startup(self, loop) -> None:
+        self.loop = loop
+        self.loop_thread = threading.get_ident()
+        for channel in self.channels.values():
+            channel.frames.loop = loop
+            channel.drain()
+
+    def shutdown(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+        self.loop = None
+        self.loop_thread = None
+
+    def on_loop_thread(self) -> bool:
+        return self.loop is None or threading.get_ident() == self.loop_thread
+
+    # -- subscribing -------------------------------------------------------------------
+    def subscribe(self, request, channels, budget: int = DEFAULT_BUDGET_BYTES,
+                  headers=None) -> StreamResponse:
+        """A StreamResponse reading ``channels`` from the request's Last-Event-ID."""
+        cursor = request.last_event_id
+        cursors = []
+        stale = []
+        reason = None
+        parsed = self.parse(cursor) if cursor else None
+        with self.lock:
+            for channel in channels:
+                flog = channel.frames
+                if cursor is None:
+                    cursors.append((flog, flog.end))
+                    continue
+                if parsed is None:
+                    reason = "malformed-cursor"
+                elif parsed[0] != self.epoch:
+                    reason = "unknown-epoch"
+                elif parsed[1] < channel.complete_after or parsed[1] > self.seq:
+                    reason = "stale-cursor"
+                else:
+                    cursors.append((flog, flog.offset_after(parsed[1])))
+                    continue
+                stale.append(channel.name)
+                cursors.append((flog, flog.end))
+            names = ", ".join(channel.name for channel in channels)
+            prelude = comment(f"subscribed to {names}")
+            if stale:
+                data = {"reason": reason, "channels": stale, "last_event_id": cursor}
+                prelude += SSEEvent(data, event=RESET_EVENT, id=self.id_of(self.seq)).encode()
+        return StreamResponse(Subscription(cursors, prelude, budget), headers=headers)
+
+
+class Channel:
+    """A named stream of events with history (see the module docstring)."""
+
+    def __init__(self, hub: Hub, name: str, history: int = 1000, durable: bool = False,
+                 fsync="never", budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+        if type(history) is not int or history < 0:
+            raise ValueError(f"history must be an int >= 0, got {history!r}")
+        if type(budget_bytes) is not int or budget_bytes <= 0:
+            raise ValueError(f"budget_bytes must be an int > 0, got {budget_bytes!r}")
+        self.hub = hub
+        self.name = name
+        self.history = history
+        self.budget_bytes = budget_bytes
+        self.frames = FrameLog(name, history)
+        self._pending: deque = deque()
+        self._drain_scheduled = False
+        self.published = 0
+        self.log = None
+        with hub.lock:
+            if durable:
+                hub.make_durable()
+            self._complete_after = hub.seq
+            if durable:
+                self._open_log(fsync)
+
+    # -- durable history ---------------------------------------------------------------
+    def _open_log(self, fsync) -> None:
+        hub = self.hub
+        self.log = ChannelLog(hub.data_dir, self.name, hub.epoch, self.history, fsync=fsync)
+        start_seq, records = self.log.load()
+        if start_seq is not None:
+            self._complete_after = start_seq
+        kept = records[-self.history:] if self.history else []
+        if len(records) > len(kept):
+            self._complete_after = records[len(records) - len(kept) - 1][0]
+        for seq, event, data in kept:
+            if seq > hub.seq:  # a log newer than hub.json (cannot happen with rule 4)
+                hub.seq = seq
+            self.frames.append(seq, SSEEvent(data, event=event, id=hub.id_of(seq)).encode())
+        self.log.open(records[-1][0] if records else self._complete_after)
+        if records:
+            log.info("channel %s: %d events restored from %s", self.name, len(kept),
+                     self.log.dir)
+
+    @property
+    def complete_after(self) -> int:
+        """Every event of this channel with a sequence above this one is in its history."""
+        trimmed = self.frames.trimmed_seq
+        return trimmed if trimmed is not None and trimmed > self._complete_after \
+            else self._complete_after
+
+    # -- publishing --------------------------------------------------------------------
+    def publish(self, data, event: str | None = None) -> str:
+        """Send ``data`` to every subscriber; returns the event's id. Any thread.
+
+        ``data`` is what ``SSEEvent`` takes: str, bytes (UTF-8) or JSON-able (a dict is
+        compact JSON). The frame is encoded once here; every subscriber gets those bytes.
+        """
+        hub = self.hub
+        with hub.lock:
+            seq = hub.next_seq()
+            event_id = hub.id_of(seq)
+            frame_event = SSEEvent(data, event=event, id=event_id)
+            if self.log is not None:
+                self.log.append(seq, event, frame_event.data)  # rule: on disk before return
+            self._pending.append((seq, frame_event.encode()))
+            self.published += 1
+            if hub.on_loop_thread():
+                self._drain_locked()
+            elif not self._drain_scheduled:
+                self._drain_scheduled = True
+                hub.loop.call_soon_threadsafe(self.drain)
+        return event_id
+
+    def drain(self) -> None:
+        with self.hub.lock:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        self._drain_scheduled = False
+        pending = self._pending
+        append = self.frames.append
+        while pending:
+            seq, frame = pending.popleft()
+            append(seq, frame)
+
+    # -- reading -----------------------------------------------------------------------
+    def subscribe(self, request, headers=None) -> StreamResponse:
+        """An SSE stream of this channel for ``request`` (Last-Event-ID honoured)."""
+        return self.hub.subscribe(request, [self], self.budget_bytes, headers=headers)
+
+    def events(self):
+        """The events in the history, oldest first, as (id, event, data) tuples.
+
+        ``data`` is the text that was sent (a dict was sent as JSON text).
+        """
+        with self.hub.lock:
+            self._drain_locked()
+            frames = list(self.frames.frames(self.frames.base))
+        result = []
+        for seq, frame in frames:
+            event, data = _parse_frame(frame)
+            result.append((self.hub.id_of(seq), event, data))
+        return result
+
+    @property
+    def last_id(self):
+        seqs = self.frames.seqs
+        return self.hub.id_of(seqs[-1]) if seqs else None
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self.frames.subscribers)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def _parse_frame(frame: bytes):
+    """(event, data) of one frame encoded by SSEEvent (our own format, not any input)."""
+    event = None
+    lines = []
+    for line in frame.decode("utf-8").split("\n"):
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            lines.append(line[6:])
+    return event, "\n".join(lines)
