@@ -15,6 +15,7 @@ HOT_MODULES = [
     "conduit.http._parser_c",
     "conduit.server._pump_c",
     "conduit.net._loop_c",
+    "conduit.server._hub_c",
 ]
 
 

@@ -47,21 +47,6 @@ __all__ = [
     "DEFAULT_LOW_WATER_BYTES",
 ]
 
-cdef extern from "<sys/epoll.h>" nogil:
-    ctypedef union epoll_data_t:
-        void* ptr
-        int fd
-        uint32_t u32
-        uint64_t u64
-    cdef struct epoll_event:
-        uint32_t events
-        epoll_data_t data
-    int epoll_create1(int flags)
-    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
-    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
-    int EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL
-    uint32_t EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP
-
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK, EFD_CLOEXEC
@@ -118,7 +103,6 @@ cdef extern from "<netinet/tcp.h>" nogil:
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
 
-DEF MAX_EVENTS = 512
 DEF MAX_IOV = 64  # writev with more buffers falls back to copying them into the outbox
 DEF READ_BUFFER_BYTES = 65536
 
@@ -152,19 +136,10 @@ cdef tuple _peer_of_fd(int fd):
 
 @cython.final
 cdef class Loop:
-    """A single-threaded event loop: I/O callbacks, timers, a thread-safe wake-up."""
+    """A single-threaded event loop: I/O callbacks, timers, a thread-safe wake-up.
 
-    cdef int _epfd
-    cdef int _wake_fd
-    cdef dict _readers
-    cdef dict _writers
-    cdef dict _masks
-    cdef object _ready
-    cdef list _timers
-    cdef list _dirty
-    cdef bint _stopping
-    cdef bint _running
-    cdef epoll_event _events[MAX_EVENTS]
+    Its fields are declared in _loop_c.pxd.
+    """
 
     def __cinit__(self):
         self._epfd = -1
@@ -367,27 +342,10 @@ cdef class Loop:
 
 @cython.final
 cdef class Transport:
-    """A connected, non-blocking stream socket (a file descriptor) with an outbox."""
+    """A connected, non-blocking stream socket (a file descriptor) with an outbox.
 
-    cdef public object loop
-    cdef public object protocol
-    cdef public tuple peer
-    cdef readonly int fd
-    cdef public Py_ssize_t high_water
-    cdef public Py_ssize_t low_water
-    cdef Loop _loop
-    cdef char* _out          # outbox bytes are _out[_start:_end]
-    cdef Py_ssize_t _start
-    cdef Py_ssize_t _end
-    cdef Py_ssize_t _cap
-    cdef bint _dirty
-    cdef bint _paused
-    cdef bint _closing
-    cdef bint _closed
-    cdef bint _reading
-    cdef bint _writing
-    cdef object _on_readable_cb
-    cdef object _on_writable_cb
+    Its fields are declared in _loop_c.pxd (the hub writes to it at C level).
+    """
 
     def __cinit__(self):
         self.fd = -1
@@ -511,6 +469,46 @@ cdef class Transport:
         for data in buffers:
             self._append_object(data)
         self._wrote()
+
+    cdef int _writev3(self, const char* a, Py_ssize_t na, const char* b, Py_ssize_t nb,
+                      const char* c, Py_ssize_t nc) except -1:
+        """``writev`` for compiled callers (the hub): three raw buffers, no Python objects."""
+        cdef iovec iov[3]
+        cdef const char* bases[3]
+        cdef Py_ssize_t sizes[3]
+        cdef msghdr msg
+        cdef Py_ssize_t sent = 0, i
+        if self._closing or self._closed:
+            return 0
+        bases[0] = a
+        bases[1] = b
+        bases[2] = c
+        sizes[0] = na
+        sizes[1] = nb
+        sizes[2] = nc
+        if self._end == self._start:
+            for i in range(3):
+                iov[i].iov_base = <void*>bases[i]
+                iov[i].iov_len = sizes[i]
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_iov = iov
+            msg.msg_iovlen = 3
+            with nogil:
+                sent = sendmsg(self.fd, &msg, MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    self._fatal(OSError(errno, os.strerror(errno)))
+                    return 0
+                sent = 0
+        for i in range(3):
+            if sent >= sizes[i]:
+                sent -= sizes[i]
+                continue
+            self._append(bases[i] + sent, sizes[i] - sent)
+            sent = 0
+        if self._end > self._start:
+            self._wrote()
+        return 0
 
     def writev(self, buffers):
         """Send now if nothing is queued (zero copy, one sendmsg); queue what is left."""
