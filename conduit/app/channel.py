@@ -219,7 +219,11 @@ class Channel:
         with hub.lock:
             seq = hub.next_seq()
             event_id = hub.id_of(seq)
-            frame_event = SSEEvent(data, event=event, id=event_id)
+            try:
+                frame_event = SSEEvent(data, event=event, id=event_id)
+            except Exception:
+                hub.seq -= 1  # invalid data: give the sequence back (we hold the lock)
+                raise
             if self.log is not None:
                 self.log.append(seq, event, frame_event.data)  # rule: on disk before return
             self._pending.append((seq, frame_event.encode()))
@@ -261,6 +265,15 @@ class Channel:
             event, data = _parse_frame(frame)
             result.append((self.hub.id_of(seq), event, data))
         return result
+
+    @property
+    def position(self) -> str:
+        """An id that, as a Last-Event-ID, resumes from now: the newest id issued (by any
+        channel of the app). Take it together with a snapshot of your state to subscribe
+        from exactly that state."""
+        hub = self.hub
+        with hub.lock:
+            return hub.id_of(hub.seq)
 
     @property
     def last_id(self):

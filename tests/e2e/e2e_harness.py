@@ -40,16 +40,32 @@ RUNNING_LINE = re.compile(r"conduit running on (http://127\.0\.0\.1:(\d+))")
 
 
 class ExampleServer:
-    """One ``python -m conduit run`` subprocess; its stderr log is kept in ``log_lines``."""
+    """One ``python -m conduit run`` subprocess; its stderr log is kept in ``log_lines``.
+
+    ``env``: variables added to (or, with None values, removed from) this process's
+    environment for the server, e.g. ``{"CONDUIT_DATA_DIR": str(tmp_path)}``. ``port``:
+    the port to listen on (0, the default, picks a free one).
+    """
 
     def __init__(self, example: str | os.PathLike, *extra_args: str,
-                 start_timeout: float = 30.0) -> None:
+                 start_timeout: float = 30.0, env: dict[str, str | None] | None = None,
+                 port: int = 0) -> None:
         self.example = str(example)
         self.log_lines: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
+        child_env = None
+        if env:
+            child_env = dict(os.environ)
+            for name, value in env.items():
+                if value is None:
+                    child_env.pop(name, None)
+                else:
+                    child_env[name] = value
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conduit", "run", self.example, "--port", "0", *extra_args],
+            [sys.executable, "-m", "conduit", "run", self.example, "--port", str(port),
+             *extra_args],
             cwd=REPO_ROOT,
+            env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -110,9 +126,11 @@ class ExampleServer:
         return code
 
     def kill(self) -> None:
+        """SIGKILL (``kill -9``: no drain, no cleanup), then wait."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(timeout=5)
 
     def __enter__(self) -> ExampleServer:
         return self
