@@ -13,8 +13,9 @@ annotate:           ## Cython's HTML annotation of the hot modules (yellow = Pyt
 	CONDUIT_ANNOTATE=1 $(PYTHON) setup.py -q build_ext --inplace --force
 	@ls conduit/*/*.html
 
-test: install       ## install, then run every test (both twins of every sans-IO module)
+test: install       ## install, then every test; then the server tiers again on the pure twins
 	$(PYTHON) -m pytest
+	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest -q tests/net tests/integration tests/e2e
 
 test-pure:          ## the whole suite with the extensions switched off
 	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest

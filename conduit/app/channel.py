@@ -88,6 +88,10 @@ class Hub:
             self.epoch = self.state.epoch
             self.seq = self.state.start_seq
             self._reserved = self.state.reserve(self.seq)
+            # Channels made before this one have no events (no id was issued), but their
+            # history is complete only from here: a cursor from before this start is stale.
+            for channel in self.channels.values():
+                channel._complete_after = self.seq
 
     def next_seq(self) -> int:
         # called with self.lock held
@@ -127,12 +131,16 @@ class Hub:
     def subscribe(self, request, channels, budget: int = DEFAULT_BUDGET_BYTES,
                   headers=None) -> StreamResponse:
         """A StreamResponse reading ``channels`` from the request's Last-Event-ID."""
-        cursor = request.last_event_id
+        cursor = request.last_event_id or None  # an empty Last-Event-ID is no cursor
         cursors = []
         stale = []
         reason = None
         parsed = self.parse(cursor) if cursor else None
         with self.lock:
+            for channel in channels:
+                # Publishes handed over by other threads go into the buffers first, so
+                # offsets and replay see every event up to now, in id order.
+                channel._drain_locked()
             for channel in channels:
                 flog = channel.frames
                 if cursor is None:

@@ -97,7 +97,7 @@ class ChannelLog:
 
     def __init__(self, data_dir: str, channel: str, epoch: str, history: int,
                  fsync="never", segment_events: int | None = None) -> None:
-        if not (fsync in FSYNC_POLICIES or (isinstance(fsync, (int, float)) and fsync > 0)):
+        if not (fsync in FSYNC_POLICIES or (type(fsync) in (int, float) and fsync > 0)):
             raise ValueError("fsync must be 'never', 'always' or a number of seconds > 0")
         if not channel or "/" in channel or channel.startswith(".") or "\0" in channel:
             raise ValueError(f"channel name {channel!r} cannot be used as a directory name")

@@ -228,7 +228,8 @@ cdef class FrameLog:
         cdef Py_ssize_t index
         if excess <= 0:
             return 0
-        keep_from = self._starts[self._first + excess]
+        keep_from = self._starts[self._first + excess] if self._first + excess < self._n \
+            else self.base + self._len
         for sub in self.subscribers:
             offset = (<Subscriber>sub)._offset_in(self)
             if offset < keep_from:
@@ -258,6 +259,7 @@ cdef class Subscriber:
     cdef public bint chunked
     cdef public list logs
     cdef public Py_ssize_t budget
+    cdef public long long allowance  # the replay owed at subscription (see the pure twin)
     cdef public bint paused
     cdef public bint done
     cdef public bint dropped
@@ -298,6 +300,7 @@ cdef class Subscriber:
         """Register with the logs, then write ``prelude`` and any replay (no gap)."""
         for flog in self.logs:
             (<FrameLog>flog).subscribers.add(self)
+        self.allowance = self._lag()
         self._write_bytes(prelude)
         self._deliver()
 
@@ -339,7 +342,7 @@ cdef class Subscriber:
         cdef Py_ssize_t head_len
         if self.done:
             return 0
-        if self._lag() + self._queued() > self.budget:
+        if self._lag() + self._queued() > self.budget + self.allowance:
             self._drop()
             return 0
         if self.paused:
@@ -450,7 +453,10 @@ cdef class Subscriber:
             self._unsubscribe()
 
     def finish(self):
-        """End the stream cleanly (server draining)."""
+        """End the stream cleanly (server draining): what was published goes first."""
+        if not self.done:
+            self.paused = False
+            self._deliver()
         if not self.done:
             self._unsubscribe()
             if self.chunked:

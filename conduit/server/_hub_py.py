@@ -13,7 +13,8 @@ Theory of operation (the life of a published event, from DESIGN.md section 4)
 4. A subscriber whose connection is above its high-water mark is paused: it is skipped, and
    its lag stays in the shared buffer (not copied). When it drains it resumes from its
    offset. A subscriber whose lag (unsent bytes in the logs plus its queued bytes) passes
-   its byte budget is the slow consumer: it is disconnected with a log line, and catches up
+   its byte budget (plus the replay it was owed when it subscribed, which is not falling
+   behind) is the slow consumer: it is disconnected with a log line, and catches up
    from history when it reconnects with ``Last-Event-ID``. The others never wait on it.
 5. A log keeps its last ``history`` frames, plus what its subscribers still need within
    their budgets; older bytes are trimmed. Replay after ``Last-Event-ID`` is just a starting
@@ -85,8 +86,9 @@ class FrameLog:
     def frames(self, start: int = 0):
         """(seq, frame bytes) of the retained frames from absolute offset ``start``."""
         index = bisect.bisect_left(self.starts, start)
-        ends = self.starts[index + 1:] + [self.end]
-        for seq, begin, end in zip(self.seqs[index:], self.starts[index:], ends, strict=True):
+        starts = self.starts[index:]
+        ends = starts[1:] + [self.end]
+        for seq, begin, end in zip(self.seqs[index:], starts, ends, strict=False):
             yield seq, bytes(self.buf[begin - self.base:end - self.base])
 
     def flush(self) -> None:
@@ -101,7 +103,7 @@ class FrameLog:
         excess = len(seqs) - self.history
         if excess <= 0:
             return
-        keep_from = self.starts[excess]
+        keep_from = self.starts[excess] if excess < len(seqs) else self.end
         for sub in self.subscribers:
             offset = sub.offset_in(self)
             if offset < keep_from:
@@ -128,6 +130,7 @@ class Subscriber:
         self.logs = [flog for flog, _ in cursors]
         self.offsets = [offset for _, offset in cursors]
         self.budget = budget
+        self.allowance = 0  # the replay owed at subscription: not counted as falling behind
         self.paused = False
         self.done = False
         self.last_write = time.monotonic()
@@ -139,6 +142,7 @@ class Subscriber:
         """Register with the logs, then write ``prelude`` and any replay (no gap)."""
         for flog in self.logs:
             flog.subscribers.add(self)
+        self.allowance = self.lag()
         self._write_chunk([prelude])
         self.deliver()
 
@@ -154,7 +158,7 @@ class Subscriber:
         if self.done:
             return
         queued = self.transport.get_write_buffer_size()
-        if self.lag() + queued > self.budget:
+        if self.lag() + queued > self.budget + self.allowance:
             self._drop()
             return
         if self.paused:
@@ -246,7 +250,10 @@ class Subscriber:
             self._unsubscribe()
 
     def finish(self) -> None:
-        """End the stream cleanly (server draining)."""
+        """End the stream cleanly (server draining): what was published goes first."""
+        if not self.done:
+            self.paused = False
+            self.deliver()
         if not self.done:
             self._unsubscribe()
             if self.chunked:

@@ -7,6 +7,7 @@ matters when something is broken.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -389,3 +390,139 @@ class ConduitProcess:
                     stream.close()
                 except OSError:
                     pass
+
+
+# -- channels: raw-socket SSE subscribers ---------------------------------------------------
+def parse_frame(frame: bytes) -> dict:
+    """The fields of one SSE frame (as conduit writes them: ``name: value`` lines, LF):
+    {"event", "id", "data" (lines joined with LF, or None), "comments" (list)}."""
+    assert frame.endswith(b"\n\n"), frame
+    fields: dict = {"event": None, "id": None, "data": None, "comments": []}
+    data = []
+    for line in frame[:-2].decode("utf-8").split("\n"):
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "":
+            fields["comments"].append(value)
+        elif name == "data":
+            data.append(value)
+        else:
+            fields[name] = value
+    if data:
+        fields["data"] = "\n".join(data)
+    return fields
+
+
+def id_seq(event_id: str) -> int:
+    """The sequence number of a channel id "<epoch>-<seq>"."""
+    epoch, sep, seq = event_id.rpartition("-")
+    assert sep and epoch and seq.isdigit(), event_id
+    return int(seq)
+
+
+class SSESubscriber:
+    """A raw-socket subscriber: sends the GET, checks the SSE head, then hands out whole
+    frames (``: comment`` frames included) whatever the chunking (or none, HTTP/1.0)."""
+
+    def __init__(self, address, path: str, headers=(), version: str = "1.1",
+                 rcvbuf: int | None = None, expect_status: int = 200) -> None:
+        self.client = RawClient(address, rcvbuf=rcvbuf)
+        lines = [f"GET {path} HTTP/{version}", "Host: t"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        self.client.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        if expect_status != 200:
+            self.response = self.client.read_response()
+            assert self.response.status == expect_status, self.response
+            return
+        self.response = self.client.read_response(head_only=True)
+        assert self.response.status == 200, self.response
+        assert self.response.header(b"Content-Type") == b"text/event-stream; charset=utf-8"
+        self.chunked = self.response.header(b"Transfer-Encoding") == b"chunked"
+        self.text = bytearray()  # de-chunked bytes not yet handed out as frames
+        self.ended = False  # the last chunk (chunked) or EOF (close-delimited) was read
+
+    def _more(self) -> bool:
+        if self.ended:
+            return False
+        if self.chunked:
+            _, payload = self.client.read_chunk()
+            if not payload:
+                self.ended = True
+                return False
+            self.text += payload
+            return True
+        if self.client.buffer:
+            self.text += self.client.buffer
+            self.client.buffer.clear()
+            return True
+        if not self.client._fill():
+            self.ended = True
+            return False
+        return True
+
+    def next_frame(self) -> bytes:
+        """The next whole frame (ending with a blank line)."""
+        while True:
+            index = self.text.find(b"\n\n")
+            if index >= 0:
+                frame = bytes(self.text[:index + 2])
+                del self.text[:index + 2]
+                return frame
+            if not self._more():
+                raise AssertionError(f"the stream ended; partial frame {bytes(self.text)!r}")
+
+    def next_event(self, skip_comments: bool = True) -> dict:
+        """The next frame, parsed (see ``parse_frame``), with its bytes under "raw"."""
+        while True:
+            frame = self.next_frame()
+            fields = parse_frame(frame)
+            fields["raw"] = frame
+            if skip_comments and fields["data"] is None and fields["comments"]:
+                continue
+            return fields
+
+    def events(self, count: int) -> list:
+        return [self.next_event() for _ in range(count)]
+
+    def read_subscribed(self) -> bytes:
+        """The first frame, which must be the ``: subscribed ...`` comment."""
+        frame = self.next_frame()
+        assert frame.startswith(b": subscribed"), frame
+        return frame
+
+    def rest_until_end(self) -> bytes:
+        """Every de-chunked byte until the stream's end (the last chunk, or EOF)."""
+        while self._more():
+            pass
+        data = bytes(self.text)
+        self.text.clear()
+        return data
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def subscribe(address, path: str, last_event_id: str | None = None, **kwargs) -> SSESubscriber:
+    """A subscriber that has read its ``: subscribed`` comment (so it misses nothing after)."""
+    headers = list(kwargs.pop("headers", ()))
+    if last_event_id is not None:
+        headers.append(("Last-Event-ID", last_event_id))
+    sub = SSESubscriber(address, path, headers=headers, **kwargs)
+    sub.read_subscribed()
+    return sub
+
+
+def post_json(address, path: str, value) -> dict:
+    """POST ``value`` as JSON; the 2xx answer's JSON body."""
+    body = json.dumps(value).encode()
+    resp = request(address, f"POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                   .encode() + body)
+    assert 200 <= resp.status < 300, resp
+    return json.loads(resp.body)

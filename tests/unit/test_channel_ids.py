@@ -23,3 +23,10 @@ def test_refused_data_does_not_use_up_an_id(bad):
     second = channel.publish("next")
     assert int(second.rsplit("-", 1)[1]) == int(first.rsplit("-", 1)[1]) + 1
     assert [event_id for event_id, _, _ in channel.events()] == [first, second]
+
+
+def test_events_of_an_empty_channel_and_after_publishes():
+    channel = App().channel("e")
+    assert channel.events() == []
+    first = channel.publish({"a": 1}, event="x")
+    assert channel.events() == [(first, "x", '{"a":1}')]
