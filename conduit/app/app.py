@@ -106,6 +106,7 @@ class App:
         self._exact: dict = {}  # path -> [Route]: the common case, one dict lookup
         self._patterns: list = []
         self.loop = None
+        self.server = None
         self.hub = Hub(data_dir)
 
     # -- channels ----------------------------------------------------------------------
@@ -188,9 +189,15 @@ class App:
             self.route(prefix, ("GET",))(lambda request: files.response(""))
 
     # -- lifecycle hooks (called by the server) ----------------------------------------
-    def startup(self, loop) -> None:
+    def startup(self, loop, server=None) -> None:
         self.loop = loop
+        self.server = server
         self.hub.startup(loop)
+
+    def stats(self) -> dict:
+        """The serving server's live figures: connections, streams, requests, events_sent,
+        errors_by_status, uptime_seconds (empty before the server starts)."""
+        return self.server.stats() if self.server is not None else {}
 
     def shutdown(self) -> None:
         self.hub.shutdown()

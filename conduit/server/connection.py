@@ -143,6 +143,7 @@ class HTTPConnection:
             self._processing = False
 
     def _dispatch(self, request) -> None:
+        self.server.requests += 1
         self.busy = True
         self.request = request
         self.request_started = 0.0
@@ -252,8 +253,8 @@ class HTTPConnection:
             self.keep_alive = False
         self._request_done()
 
-    @staticmethod
-    def _close_stream(stream) -> None:
+    def _close_stream(self, stream) -> None:
+        self.server.events_sent_by_closed_streams += stream.events_sent
         on_close = getattr(stream, "on_close", None)
         if on_close is not None:
             stream.on_close = None

@@ -46,6 +46,9 @@ class Server:
         self.draining = False
         self.exit_code = 0
         self.errors_by_status: dict = {}
+        self.requests = 0
+        self.events_sent_by_closed_streams = 0
+        self.started_at = None
         self.listener: Listener | None = None
         self._sweeper = None
         self._drain_deadline = None
@@ -80,9 +83,10 @@ class Server:
         if install_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, self._on_signal)
+        self.started_at = self.loop.time()
         startup = getattr(self.app, "startup", None)
         if startup is not None:
-            startup(self.loop)
+            startup(self.loop, self)
         self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
         self._started = True
         try:
@@ -149,6 +153,19 @@ class Server:
         self.streams.discard(conn)
         if self.draining:
             self._maybe_stop()
+
+    def stats(self) -> dict:
+        """Live figures of this server (for dashboards and metrics)."""
+        open_events = sum(conn.stream.events_sent for conn in self.streams
+                          if conn.stream is not None)
+        return {
+            "connections": len(self.connections),
+            "streams": len(self.streams),
+            "requests": self.requests,
+            "events_sent": self.events_sent_by_closed_streams + open_events,
+            "errors_by_status": dict(self.errors_by_status),
+            "uptime_seconds": self.loop.time() - self.started_at if self.started_at else 0.0,
+        }
 
     def count_error(self, status: int) -> None:
         self.errors_by_status[status] = self.errors_by_status.get(status, 0) + 1

@@ -362,3 +362,28 @@ def test_static_mounted_at_root_traversal(serve, static_site):
             resp = c.read_response()
         assert b"TOP-SECRET" not in resp.raw and b"root:" not in resp.raw
         assert resp.status == 404, (target, resp.raw)
+
+
+def test_app_stats_counts_requests_streams_and_events(serve):
+    from conduit import SSEEvent
+
+    app = App()
+
+    @app.get("/stream")
+    def stream(request):
+        for i in range(7):
+            yield SSEEvent(i)
+
+    @app.get("/stats")
+    def stats(request):
+        return app.stats()
+
+    assert app.stats() == {}  # not serving yet
+    server = serve(app)
+    assert httpx.get(server.url + "/stream", timeout=TIMEOUT).text.count("data:") == 7
+    figures = httpx.get(server.url + "/stats", timeout=TIMEOUT).json()
+    assert figures["requests"] == 2
+    assert figures["events_sent"] == 7
+    assert figures["streams"] == 0
+    assert figures["connections"] >= 1
+    assert figures["uptime_seconds"] > 0
