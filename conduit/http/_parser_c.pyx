@@ -710,7 +710,11 @@ cdef class RequestParser:
         self._state = S_HEAD if self._keep_alive else S_CLOSED
         self._reset_message()
         if self._pos == self._len:
-            # NOTE: nothing buffered: free the buffer so an idle stream holds no read memory.
+            # NOTE: nothing buffered: free the buffer and the spans so an idle connection (an
+            # SSE stream) holds no parsing memory; the next request allocates again.
+            free(self._spans)
+            self._spans = NULL
+            self._spans_cap = 0
             if self._cap:
                 free(self._buf)
             self._borrowed = None

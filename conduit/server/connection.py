@@ -217,6 +217,9 @@ class HTTPConnection:
         self.transport.write(build_head(response.status, response.headers, "1.1", framing))
         self._log_access(response.status)
         source = response.source
+        # NOTE: a stream may live for hours; keep nothing of its request (its head and
+        # headers are ~1 KiB per connection) beyond what was logged.
+        self.request = None
         if type(source) is _hub.Subscription:
             self._start_subscription(source, chunked, request.method == "HEAD")
             return
