@@ -2,7 +2,7 @@
 
     python bench/fanout.py [--subscribers 100 1000] [--events 1000 200] [--size 64] [--pure]
 
-Starts ``python -m conduit run bench/apps/conduit_hub.py``, opens S raw-socket subscribers
+Starts ``python -m conduit run bench/apps/conduit_bench.py``, opens S raw-socket subscribers
 (each waits for its ``: subscribed`` comment, sent once it is registered), then
 ``POST /publish?n=M&size=B`` and times until every subscriber has all M events.
 Deliveries per second = S * M / time. Reports the server's and the client's CPU so a
@@ -32,7 +32,7 @@ def start_server(pure: bool):
     if os.environ.get("BENCH_EXTENSIONS_UNSET"):
         env.pop("CONDUIT_EXTENSIONS")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conduit", "run", "bench/apps/conduit_hub.py", "--port", "0",
+        [sys.executable, "-m", "conduit", "run", "bench/apps/conduit_bench.py", "--port", "0",
          "--no-access-log", "--max-connections", "20000"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )

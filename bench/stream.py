@@ -2,7 +2,7 @@
 
     python bench/stream.py [--events 10000 1000000] [--repeat 3] [--pure]
 
-Starts ``python -m conduit run bench/apps/conduit_count.py`` (compiled twins unless --pure),
+Starts ``python -m conduit run bench/apps/conduit_bench.py`` (compiled twins unless --pure),
 reads ``GET /count?n=N`` over a raw socket, counts events (frames end with a blank line;
 counted across read boundaries) and reports events/s with the server's and the client's
 CPU time, so a reader can see who was saturated. Not a test: speed lives here.
@@ -31,7 +31,7 @@ def start_server(pure: bool):
     if os.environ.get("BENCH_EXTENSIONS_UNSET"):  # compiled where built, else pure
         env.pop("CONDUIT_EXTENSIONS")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conduit", "run", "bench/apps/conduit_count.py", "--port", "0",
+        [sys.executable, "-m", "conduit", "run", "bench/apps/conduit_bench.py", "--port", "0",
          "--no-access-log"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )
