@@ -26,7 +26,7 @@ import logging
 from conduit.http._sse_c import encode_event
 from conduit.server._pump_py import HEARTBEAT, LAST_CHUNK, _log_close_error, _Throw
 from conduit.server._pump_py import to_frame
-from conduit.server.aio import Task, foreign_awaitable
+from conduit.server.aio import StreamCancelled, Task, foreign_awaitable
 
 log = logging.getLogger("conduit.server")
 
@@ -276,7 +276,7 @@ cdef class Stream:
             if waiting is not None and hasattr(waiting, "cancel"):
                 waiting.cancel()
             aw, self._aw = self._aw, None
-            closer = _Throw(aw, GeneratorExit) if aw is not None else self.source.aclose()
+            closer = _Throw(aw, StreamCancelled()) if aw is not None else self.source.aclose()
             Task(self.loop, closer, _log_close_error).start()
         else:
             try:

@@ -29,7 +29,7 @@ import logging
 import time
 
 from conduit.http.sse import SSEEvent, comment, encode_event
-from conduit.server.aio import Task, foreign_awaitable
+from conduit.server.aio import StreamCancelled, Task, foreign_awaitable
 
 log = logging.getLogger("conduit.server")
 
@@ -216,11 +216,11 @@ class Stream:
             if waiting is not None and hasattr(waiting, "cancel"):
                 waiting.cancel()
             aw, self._aw = self._aw, None
-            # Inside an await: throw GeneratorExit there; else (at a yield, or not yet
-            # started) aclose(). Either may await in a finally block, so what is left is
-            # driven by a Task of its own rather than dropped.
+            # Inside an await: throw StreamCancelled there (see aio); else (at a yield, or
+            # not yet started) aclose(). Either may await in a finally block, so what is
+            # left is driven by a Task of its own rather than dropped.
             if aw is not None:
-                closer = _Throw(aw, GeneratorExit)
+                closer = _Throw(aw, StreamCancelled())
             else:
                 closer = self.source.aclose()
             Task(self.loop, closer, _log_close_error).start()
@@ -262,5 +262,6 @@ class _Throw:
 
 
 def _log_close_error(value, exc) -> None:
-    if exc is not None and not isinstance(exc, (GeneratorExit, StopAsyncIteration)):
+    if exc is not None and not isinstance(exc, (GeneratorExit, StopAsyncIteration,
+                                                StreamCancelled)):
         log.error("error while closing a stream handler", exc_info=exc)

@@ -102,10 +102,12 @@ class to_thread:  # noqa: N801 - used like a function
             _busy_workers += 1
         future = _get_executor().submit(self.fn, *self.args, **self.kwargs)
 
-        def done(fut):  # runs in the worker thread
+        def done(fut):  # runs in the worker thread (or here, if cancelled)
             global _busy_workers
             with _executor_lock:
                 _busy_workers -= 1
+            if fut.cancelled():  # the handler went away before a worker took it
+                return
             exc = fut.exception()
             if exc is None:
                 loop.call_soon_threadsafe(resume, fut.result())
@@ -138,11 +140,22 @@ class iterate_in_thread:  # noqa: N801 - used like a function
     any) is called in a worker thread.
     """
 
-    __slots__ = ("_iterator", "_done")
+    __slots__ = ("_iterator", "_done", "_lock")
 
     def __init__(self, iterable) -> None:
         self._iterator = iter(iterable)
         self._done = False
+        # next() and close() run in worker threads; a generator refuses close() while a
+        # next() is executing, so close waits for it (in its worker, not on the loop).
+        self._lock = threading.Lock()
+
+    def _next(self):
+        with self._lock:
+            return _next_or_end(self._iterator)
+
+    def _close(self, close) -> None:
+        with self._lock:
+            close()
 
     def __aiter__(self):
         return self
@@ -150,7 +163,7 @@ class iterate_in_thread:  # noqa: N801 - used like a function
     async def __anext__(self):
         if self._done:
             raise StopAsyncIteration
-        item = await to_thread(_next_or_end, self._iterator)
+        item = await to_thread(self._next)
         if item is _END:
             self._done = True
             raise StopAsyncIteration
@@ -161,7 +174,17 @@ class iterate_in_thread:  # noqa: N801 - used like a function
             self._done = True
             close = getattr(self._iterator, "close", None)
             if close is not None:
-                await to_thread(close)
+                await to_thread(self._close, close)
+
+
+class StreamCancelled(BaseException):
+    """Thrown into a stream handler suspended in an ``await`` when its client goes away.
+
+    NOTE: not GeneratorExit: on Python 3.10-3.12, throwing GeneratorExit into an async
+    generator's in-flight ``asend()`` leaves async generators it iterates flagged as
+    running, so their cleanup (``contextlib.aclosing``) fails. A BaseException of our own
+    unwinds them normally; ``finally`` blocks run, ``except Exception`` does not catch it.
+    """
 
 
 def foreign_awaitable(marker) -> TypeError:
@@ -209,7 +232,7 @@ class Task:
             except StopIteration as stop:
                 self._finish(stop.value, None)
                 return
-            except (Exception, GeneratorExit) as error:
+            except (Exception, GeneratorExit, StreamCancelled) as error:
                 self._finish(None, error)
                 return
             schedule = getattr(marker, "_conduit_schedule", None)

@@ -291,6 +291,8 @@ class HTTPConnection:
         self.transport.close()
 
     def _log_access(self, status: int) -> None:
+        if status >= 400:
+            self.server.count_error(status)  # every 4xx/5xx a handler answers, too
         if self.server.config.access_log:
             request = self.request
             access_log.info('%s:%d - "%s %s HTTP/%s" %d', self.client[0], self.client[1],

@@ -155,7 +155,12 @@ class Server:
             self._maybe_stop()
 
     def stats(self) -> dict:
-        """Live figures of this server (for dashboards and metrics)."""
+        """Live figures of this server (for dashboards and metrics).
+
+        ``errors_by_status`` counts every response with a status of 400 or more: those a
+        handler answered (404, 405, HTTPError, 500) and those conduit answered itself
+        (malformed requests, 408 timeouts).
+        """
         open_events = sum(conn.stream.events_sent for conn in self.streams
                           if conn.stream is not None)
         return {

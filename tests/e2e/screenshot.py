@@ -54,6 +54,85 @@ PREPARE = {
             && document.getElementById("connection").textContent === "connected" """,
         "click": '#documents .document[data-id="meeting-notes"]',
     },
+    # Nothing runs until a button is pressed: the first check presses "Run" (count_to,
+    # n=8) and "List tools"; the page is ready when the run is done and the tools listed.
+    "mcp_server": {
+        "ready": """() => {
+            if (!window.screenshotStarted) {
+                window.screenshotStarted = true;
+                document.getElementById("delay").value = "60";
+                document.getElementById("run").click();
+                document.getElementById("list-tools").click();
+            }
+            return document.getElementById("run-status").textContent.startsWith("done")
+                && document.querySelectorAll("#tools .tool").length >= 2
+                && !document.getElementById("list-tools").disabled;
+        }""",
+    },
+    # progress, notifications, monitoring: the first check drives the page once (guarded
+    # by a flag), as a user would; wait_for_function calls it until it returns true.
+    "progress": {
+        "ready": """() => {
+            if (!window.shot) {
+                window.shot = true;
+                document.getElementById("seconds").value = "1.5";
+                document.getElementById("start").click();
+                document.getElementById("download").click();
+            }
+            return window.progressLog.job.final !== null
+                && window.progressLog.download.final !== null;
+        }""",
+    },
+    "notifications": {
+        "posts": [
+            ("/notify", {"title": "Backup finished", "body": "412 GiB in 38 min",
+                         "level": "success"}),
+            ("/notify", {"title": "New sign-up", "body": "ada@example.com joined",
+                         "level": "info"}),
+        ],
+        "ready": """() => {
+            if (!window.notify
+                || document.getElementById("connection").textContent !== "connected"
+                || document.querySelectorAll("#recent li").length < 2) return false;
+            if (!window.shot) {
+                window.shot = true;
+                const send = (body) => fetch("/notify", {method: "POST",
+                    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+                send({title: "Disk almost full", body: "/var is at 91 %", level: "warning"})
+                    .then(() => send({title: "Deploy finished", body: "v1.4.2 is live",
+                                      level: "success"}));
+            }
+            const toasts = [...document.querySelectorAll("#toasts .toast")];
+            return toasts.length >= 2 && toasts.every((t) => t.getAnimations().length === 0);
+        }""",
+    },
+    "monitoring": {
+        "ready": """() => {
+            const count = window.monitor.count || 0;
+            if (count >= 3 && !window.shot) {
+                window.shot = true;
+                document.getElementById("burst").click();
+            }
+            return count >= 9;
+        }""",
+    },
+    "ai_chat": {
+        # Ask two of the page's suggested questions, one after the other; ready when both
+        # answers have streamed to their done state.
+        "ready": """() => {
+            const buttons = document.querySelectorAll(".suggestion");
+            const done = document.querySelectorAll('.message.assistant[data-state="done"]');
+            if (!window.shot) {
+                window.shot = true;
+                document.getElementById("delay").value = "15";
+                buttons[0].click();
+            } else if (done.length === 1 && !window.shot2) {
+                window.shot2 = true;
+                buttons[1].click();
+            }
+            return done.length >= 2;
+        }""",
+    },
 }
 
 

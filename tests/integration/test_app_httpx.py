@@ -387,3 +387,11 @@ def test_app_stats_counts_requests_streams_and_events(serve):
     assert figures["streams"] == 0
     assert figures["connections"] >= 1
     assert figures["uptime_seconds"] > 0
+    assert figures["errors_by_status"] == {}
+    assert httpx.get(server.url + "/missing", timeout=TIMEOUT).status_code == 404
+    assert httpx.post(server.url + "/stream", timeout=TIMEOUT).status_code == 405
+    raw = RawClient(server.address)
+    raw.send(b"GET / HTTP/1.1\r\n\r\n")  # no Host: answered by conduit itself
+    assert raw.read_response().status == 400
+    figures = httpx.get(server.url + "/stats", timeout=TIMEOUT).json()
+    assert figures["errors_by_status"] == {"404": 1, "405": 1, "400": 1}
