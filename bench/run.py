@@ -195,6 +195,9 @@ def fanout_scenario(subscribers: int, events: int, size: int):
                 "--size", size, "--sub-path", peer["sub_path"],
                 "--publish-path", peer.get("publish_path",
                                            f"/publish?n={events}&size={size}")]
+        if peer.get("publish_each"):
+            # no /publish?n=M (nchan): M POSTs of one event each, one after the other
+            args += ["--publish-requests", events, "--publish-body", "x" * size]
         if "publish_port" in peer:
             args += ["--publish-port", server.extra_ports[peer["publish_port"]]]
         if peer.get("registered_after_ms"):

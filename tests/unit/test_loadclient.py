@@ -16,6 +16,7 @@ tests are skipped, unless CI or CONDUIT_EXTENSIONS=1 is set, where they fail ins
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -30,7 +31,6 @@ import sse_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conduit import App, SSEEvent
 from conduit.config import Config
 from conduit.http.sse import comment, encode_event
 from conduit.server.server import Server
@@ -246,34 +246,13 @@ def test_bad_arguments(loadclient):
 
 # -- against a real conduit server ---------------------------------------------------------
 
-def bench_app() -> App:
-    """The endpoints of bench/apps/conduit_bench.py."""
-    app = App()
-    hub = app.channel("bench", history=1000)
-
-    @app.get("/count")
-    def count_(request):
-        n = int(request.query.get("n", "10000"))
-        for i in range(1, n + 1):
-            yield SSEEvent(i, event="counter", id=i)
-
-    @app.get("/events")
-    def events(request):
-        return hub.subscribe(request)
-
-    @app.post("/publish")
-    def publish(request):
-        n = int(request.query.get("n", "1"))
-        payload = "x" * int(request.query.get("size", "64"))
-        for _ in range(n):
-            hub.publish(payload, event="bench")
-        return {"published": n}
-
-    @app.post("/pub")
-    def pub(request):
-        return {"id": hub.publish(request.body.decode("utf-8"), event="bench")}
-
-    return app
+def bench_app():
+    """The app the harness benchmarks: bench/apps/conduit_bench.py itself."""
+    spec = importlib.util.spec_from_file_location(
+        "conduit_bench_app", ROOT / "bench" / "apps" / "conduit_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
 
 
 @pytest.fixture(scope="module")
