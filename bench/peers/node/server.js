@@ -1,0 +1,105 @@
+// Benchmark peer: Node.js with only the built-in http module.
+//
+//     node bench/peers/node/server.js --port 8004
+//
+// GET /count?n=N            N events (event counter, id i, data i), then the stream ends
+// GET /events               subscribe (": subscribed" once registered)
+// POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
+// POST /pub                 publish the body as one event
+//
+// The idiomatic shape: one res.write() per event, pausing on backpressure ('drain') for
+// /count; a Set of subscriber responses for the broadcast, each event formatted once and
+// written to every subscriber (Node buffers what the socket does not take yet).
+'use strict';
+
+const http = require('http');
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+const host = option('--host', '127.0.0.1');
+const port = parseInt(option('--port', '8004'), 10);
+
+const SSE_HEADERS = {
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache',
+  'X-Accel-Buffering': 'no',
+};
+
+const subscribers = new Set();
+let nextId = 1;
+
+function publishOne(data) {
+  const id = nextId++;
+  const lines = data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('');
+  const frame = `event: bench\nid: ${id}\n${lines}\n`;
+  for (const res of subscribers) res.write(frame);
+  return id;
+}
+
+function json(res, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function count(req, res, n) {
+  res.writeHead(200, SSE_HEADERS);
+  let i = 1;
+  const pump = () => {
+    while (i <= n) {
+      const ok = res.write(`event: counter\nid: ${i}\ndata: ${i}\n\n`);
+      i++;
+      if (!ok) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  res.on('close', () => { i = n + 1; });
+  pump();
+}
+
+function events(req, res) {
+  res.writeHead(200, SSE_HEADERS);
+  subscribers.add(res);
+  res.on('close', () => subscribers.delete(res));
+  res.write(': subscribed\n\n');
+}
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://bench');
+  const q = url.searchParams;
+  if (req.method === 'GET' && url.pathname === '/count') {
+    count(req, res, parseInt(q.get('n') || '10000', 10));
+  } else if (req.method === 'GET' && url.pathname === '/events') {
+    events(req, res);
+  } else if (req.method === 'POST' && url.pathname === '/publish') {
+    req.resume();
+    req.on('end', () => {
+      const n = parseInt(q.get('n') || '1', 10);
+      const payload = 'x'.repeat(parseInt(q.get('size') || '64', 10));
+      for (let k = 0; k < n; k++) publishOne(payload);
+      json(res, { published: n });
+    });
+  } else if (req.method === 'POST' && url.pathname === '/pub') {
+    const parts = [];
+    req.on('data', (part) => parts.push(part));
+    req.on('end', () => json(res, { id: publishOne(Buffer.concat(parts).toString('utf8')) }));
+  } else {
+    res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 10 });
+    res.end('not found\n');
+  }
+});
+
+// No timeouts on long-lived streams: the benchmark holds idle subscribers.
+server.requestTimeout = 0;
+server.headersTimeout = 60000;
+server.keepAliveTimeout = 60000;
+server.listen({ host, port, backlog: 4096 });
+
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
