@@ -422,6 +422,7 @@ def markdown(data: dict) -> str:
         "throughput; for latency and memory, lower is better).",
         "",
     ]
+    lines += summary(data) + [""]
     for scenario in data["results"].values():
         unit = scenario["unit"]
         lines += [f"## {scenario['title']} ({unit})", "",
@@ -448,6 +449,34 @@ def markdown(data: dict) -> str:
                 f"{cpu_server / seconds:.0%} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary(data: dict) -> list[str]:
+    """One row per server, one column per scenario: the medians (the README's table)."""
+    results = data["results"]
+    names: list = []
+    labels: dict = {}
+    for scenario in results.values():
+        for name, entry in scenario["peers"].items():
+            if name not in labels:
+                names.append(name)
+                labels[name] = entry["label"]
+    short = {"stream_10k": "10K stream", "stream_1m": "1M stream", "fanout_100":
+             "fan-out 100", "fanout_1000": "fan-out 1,000", "latency": "p99 latency",
+             "idle_memory": "idle memory/conn", "slow_subscriber": "p99 with a slow one",
+             "hold_10000": "10K held"}
+    keys = list(results)
+    lines = ["## Summary (medians)", "",
+             "| server | " + " | ".join(short.get(k, k) for k in keys) + " |",
+             "|---|" + "---:|" * len(keys)]
+    for name in names:
+        cells = []
+        for key in keys:
+            entry = results[key]["peers"].get(name, {})
+            cells.append(fmt(entry["median"], results[key]["unit"]) if "median" in entry
+                         else "-")
+        lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def chart(data: dict, path: Path) -> None:
