@@ -227,7 +227,17 @@ def latency_scenario(subscribers: int, rate: int, duration: int, slow: int = 0):
 
 
 def idle_scenario(subscribers: int):
-    def run(server: Running, sizes) -> dict:
+    def run(shared: Running, sizes) -> dict:
+        # NOTE: a fresh process for every measurement: a process that already held (and
+        # freed) connections keeps that memory in its allocator, and a second round would
+        # measure almost nothing.
+        server = Running(shared.peer)
+        try:
+            return measure(server)
+        finally:
+            server.stop()
+
+    def measure(server: Running) -> dict:
         peer = server.peer
         before = server.rss_bytes()
         # hold the connections while this process reads the server's memory
@@ -417,7 +427,10 @@ def markdown(data: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux "
         f"{m['kernel']}, CPython {m['python']}. Command: `{data['command']}` "
-        f"({data['repeat']} runs per server, alternated). Each cell: median (min-max); "
+        f"({data['repeat']} runs per server, alternated)"
+        + "".join(f"; scenarios {', '.join(m['scenarios'])} from `{m['command']}` "
+                  f"({m['date']})" for m in data.get("merged", []))
+        + ". Each cell: median (min-max); "
         "the ratio is to the C reference server in the same run (higher is better for "
         "throughput; for latency and memory, lower is better).",
         "",
@@ -489,7 +502,7 @@ def chart(data: dict, path: Path) -> None:
                   if any("median" in e for e in s["peers"].values())]
     cols = 2
     rows = (len(scenarios_) + 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(13, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 3.4 * rows), squeeze=False)
     for ax, (_, scenario) in zip(axes.flat, scenarios_, strict=False):
         entries = [(e["label"], e["median"], e["min"], e["max"])
                    for e in scenario["peers"].values() if "median" in e]
@@ -500,7 +513,7 @@ def chart(data: dict, path: Path) -> None:
         colors = ["#d62728" if label.startswith("conduit") else "#7f7f7f" for label in labels]
         ax.barh(labels, values, xerr=errors, color=colors)
         ax.invert_yaxis()
-        ax.set_title(f"{scenario['title']} ({scenario['unit']}, "
+        ax.set_title(f"{scenario['title']}\n({scenario['unit']}, "
                      f"{'higher' if scenario['higher_is_better'] else 'lower'} is better)",
                      fontsize=9)
         if scenario["unit"] in ("events/s", "deliveries/s") and values and \
@@ -539,6 +552,9 @@ def main() -> int:
                         help="skip the 1M stream for a peer that would take longer")
     parser.add_argument("--out", type=Path, help="results file (default: bench/results/...)")
     parser.add_argument("--report", type=Path, help="re-render the report of a results file")
+    parser.add_argument("--merge-into", type=Path,
+                        help="after this run, replace its scenarios in that results file "
+                             "(the command of each run is kept in it)")
     args = parser.parse_args()
     if args.report:
         write_report(json.loads(args.report.read_text()), args.report)
@@ -553,6 +569,14 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1))
     write_report(data, out)
+    if args.merge_into:
+        target = json.loads(args.merge_into.read_text())
+        target["results"].update(data["results"])
+        target.setdefault("merged", []).append(
+            {"date": data["date"], "command": data["command"],
+             "scenarios": list(data["results"])})
+        args.merge_into.write_text(json.dumps(target, indent=1))
+        write_report(target, args.merge_into)
     if not args.out and data["mode"] == "full":
         for suffix in (".json", ".md", ".png"):
             source = out.with_suffix(suffix)
