@@ -12,39 +12,15 @@ CPU time, so a reader can see who was saturated. Not a test: speed lives here.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def start_server(pure: bool):
-    env = dict(os.environ, CONDUIT_EXTENSIONS="0" if pure else "1")
-    if os.environ.get("BENCH_EXTENSIONS_UNSET"):  # compiled where built, else pure
-        env.pop("CONDUIT_EXTENSIONS")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conduit", "run", "bench/apps/conduit_bench.py", "--port", "0",
-         "--no-access-log"],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-    )
-    for line in proc.stderr:
-        match = re.search(r"running on http://[^:]+:(\d+)", line)
-        if match:
-            return proc, int(match.group(1))
-    raise RuntimeError("server did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quickserver import cpu_seconds, start_server  # noqa: E402
 
 
 def count_events(port: int, n: int) -> tuple[int, float]:
