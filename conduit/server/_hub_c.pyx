@@ -17,6 +17,7 @@ How this twin is fast
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, realloc
+from conduit.server._clock cimport monotonic
 from libc.string cimport memcpy, memmove
 
 from conduit.net._loop_c cimport Transport
@@ -36,21 +37,7 @@ log = logging.getLogger("conduit.server")
 
 __all__ = ["FrameLog", "Subscriber", "Subscription", "DEFAULT_BUDGET_BYTES"]
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    int CLOCK_MONOTONIC
-
 cdef const char* HEX_DIGITS = b"0123456789abcdef"
-
-
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef inline Py_ssize_t _chunk_head(char* out, Py_ssize_t size) noexcept nogil:
@@ -287,7 +274,7 @@ cdef class Subscriber:
         for i in range(self._count):
             self._offsets[i] = cursors[i][1]
         self._fast = self._count == 1 and type(transport) is Transport
-        self.last_write = _monotonic()
+        self.last_write = monotonic()
 
     def __dealloc__(self):
         free(self._offsets)
@@ -357,7 +344,7 @@ cdef class Subscriber:
             return 0
         self._offsets[0] = stop
         self.events_sent += flog._count_between(offset, stop)
-        self.last_write = _monotonic()
+        self.last_write = monotonic()
         if self._fast:
             if self.chunked:
                 head_len = _chunk_head(head, stop - offset)
@@ -416,7 +403,7 @@ cdef class Subscriber:
             self.transport.writev((b"%x\r\n" % PyBytes_GET_SIZE(data), data, CRLF))
         else:
             self.transport.writev((data,))
-        self.last_write = _monotonic()
+        self.last_write = monotonic()
         return 0
 
     # -- the connection's stream interface ---------------------------------------------

@@ -17,6 +17,7 @@ How this twin is fast
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, realloc
+from conduit.server._clock cimport monotonic
 from libc.string cimport memcpy
 
 from conduit.http._sse_c cimport SSEEvent
@@ -32,23 +33,9 @@ log = logging.getLogger("conduit.server")
 
 __all__ = ["Stream", "to_frame"]
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    int CLOCK_MONOTONIC
-
 DEF HEAD_ROOM = 18  # 16 hex digits + CRLF: room for any chunk-size line
 
 cdef const char* HEX_DIGITS = b"0123456789abcdef"
-
-
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef inline bytes _frame_of(object item):
@@ -95,7 +82,7 @@ cdef class Stream:
         self.high_water = high_water
         self.on_end = on_end
         self.on_close = None
-        self.last_write = _monotonic()
+        self.last_write = monotonic()
         self._is_async = hasattr(source, "__anext__")
         self._len = HEAD_ROOM
 
@@ -148,7 +135,7 @@ cdef class Stream:
         self.events_sent += self._batched
         self._len = HEAD_ROOM
         self._batched = 0
-        self.last_write = _monotonic()
+        self.last_write = monotonic()
         self.transport.write(data)
         return 0
 

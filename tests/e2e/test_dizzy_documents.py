@@ -8,13 +8,11 @@ Every server gets its own CONDUIT_DATA_DIR (under tmp_path); a restart reuses it
 from __future__ import annotations
 
 import json
-import socket
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from e2e_harness import ExampleServer
+from e2e_harness import ExampleServer, wait_until_bindable
 from httpx_sse import connect_sse
 
 EXAMPLE = "examples/dizzy_documents.py"
@@ -315,20 +313,6 @@ def test_cursor_from_another_data_dir_gets_a_reset(dizzy):
 
 
 # -- two browser pages, across a kill -9 and a restart on the same port ----------------------
-
-def wait_until_bindable(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.05)
-
 
 def doc_shown(page, doc_id: str, content: str) -> None:
     page.wait_for_function(

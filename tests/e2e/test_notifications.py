@@ -5,12 +5,11 @@ toasts in two headless Chromium pages at once, across a server restart."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
-from e2e_harness import ExampleServer
+from e2e_harness import ExampleServer, wait_until_bindable
 from httpx_sse import connect_sse
 
 EXAMPLE = "examples/notifications.py"
@@ -161,20 +160,6 @@ def open_pages(browser, base: str, count: int = 2):
         page.goto(f"{base}/")
         page.wait_for_function(CONNECTED)
     return contexts, pages
-
-
-def wait_until_bindable(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.05)
 
 
 def test_toasts_in_two_pages_and_a_reset_after_a_restart(browser):
