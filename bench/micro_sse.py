@@ -14,6 +14,9 @@ Cases
 4. ``encode_event`` of 1 KiB of data without line ends (memchr scan and one copy).
 5. ``encode_event`` of a 10-line event mixing LF and CRLF (the splitting path).
 6. ``encode_event`` of a small dict (compact JSON; mostly the json module's cost).
+7. ``SSEEvent(i, event="counter", id=i)`` built and dropped, without ``encode()``: what
+   a streaming handler pays per event, since the stream pump has a simple event write
+   its frame into the pump's own buffer.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ CASES = [
     ("encode_event 1 KiB", "encode_event(KIB_DATA)"),
     ("encode_event 10 lines", 'encode_event(MULTILINE_DATA, event="log")'),
     ("encode_event dict", "encode_event(DICT_DATA)"),
+    ("SSEEvent(i, ...) only", 'SSEEvent(123456, event="counter", id=123456)'),
 ]
 
 

@@ -25,6 +25,15 @@ How this twin is fast
 6. ``SSEEvent`` is a final type with a free list and read-only C fields; it is built in
    ``__cinit__`` (so re-calling ``__init__`` cannot change it) by the same builder as
    ``encode_event``, and keeps the frame, so ``encode()`` returns it without work.
+7. A simple event is validated in ``__cinit__`` but framed only when needed: one without
+   ``retry`` whose data is an int that fits a ``long long`` or a str without CR or LF,
+   whose event is a str and whose id an int or a str (``_simple``). It keeps pointers to
+   its fields' UTF-8 (the strs it holds own those buffers) and its numbers as C integers,
+   so the stream pump has it write its frame straight into the pump's batch buffer
+   (``_emit``): no frame object, no text for an int data or id (``.data`` and ``.id``
+   make theirs when first read), one copy. ``encode()`` builds the frame the first time
+   and keeps it, so it is still one object, built once, for every later caller (a channel
+   formats once and sends the same bytes to every subscriber).
 """
 
 cimport cython
@@ -186,6 +195,155 @@ cdef inline Py_ssize_t _next_line_end(_LineEnds* ends, const char** at) noexcept
 cdef inline char* _put(char* w, const char* src, Py_ssize_t n) noexcept nogil:
     memcpy(w, src, n)
     return w + n
+
+
+cdef unsigned long long[20] _POW10 = [
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+    100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+    10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+    100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL,
+]
+
+
+cdef inline Py_ssize_t _ll_len(long long v) noexcept nogil:
+    # The length of v in decimal, sign included. (PERF: compares against powers of ten,
+    # independent of each other, instead of a chain of divisions.)
+    cdef Py_ssize_t n = 1
+    cdef Py_ssize_t sign = 0
+    cdef unsigned long long u
+    if v < 0:
+        u = <unsigned long long>0 - <unsigned long long>v
+        sign = 1
+    else:
+        u = <unsigned long long>v
+    while n < 20 and u >= _POW10[n]:
+        n += 1
+    return n + sign
+
+
+cdef const char* _DIGIT_PAIRS = (
+    b"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    b"8081828384858687888990919293949596979899"
+)
+
+
+cdef inline char* _write_ll(long long v, Py_ssize_t n, char* w) noexcept nogil:
+    # v's decimal digits (n = _ll_len(v) characters) written straight into w, right to
+    # left, two at a time; the end returned. (PERF: no scratch buffer: copying digits just
+    # stored byte by byte out of one stalls on store forwarding.)
+    cdef char* end = w + n
+    cdef char* p = end
+    cdef unsigned long long u
+    cdef unsigned int pair
+    if v < 0:
+        u = <unsigned long long>0 - <unsigned long long>v
+        w[0] = b'-'
+    else:
+        u = <unsigned long long>v
+    while u >= 100:
+        pair = <unsigned int>(u % 100) * 2
+        u //= 100
+        p -= 2
+        p[0] = _DIGIT_PAIRS[pair]
+        p[1] = _DIGIT_PAIRS[pair + 1]
+    if u >= 10:
+        pair = <unsigned int>u * 2
+        p -= 2
+        p[0] = _DIGIT_PAIRS[pair]
+        p[1] = _DIGIT_PAIRS[pair + 1]
+    else:
+        p -= 1
+        p[0] = <char>(48 + <int>u)
+    return end
+
+
+cdef inline const char* _plain_utf8(object s, Py_ssize_t* n, bint nul) noexcept:
+    # The UTF-8 of an exact str with no CR or LF (nor NUL when asked), else NULL with no
+    # error set: the caller then takes the general path, which raises the right exception.
+    cdef const char* p = _utf8_and_size(s, n)
+    if p == NULL:
+        PyErr_Clear()
+        return NULL
+    if _has_line_end(p, n[0], nul):
+        return NULL
+    return p
+
+
+# The last event name _simple validated, and its UTF-8: a stream sends the same name again
+# and again, so the same str object is checked once. (The reference keeps the str alive,
+# so the same object means the same, already validated, text.)
+cdef object _last_event = None
+cdef const char* _last_ep = NULL
+cdef Py_ssize_t _last_en = 0
+
+
+cdef bint _simple(SSEEvent ev, object data, object event, object id) noexcept:
+    """Rule 7 of "How this twin is fast": fill a simple event without framing it.
+
+    False, with nothing raised, when the event is not simple or a field is invalid; the
+    caller then runs _build, which fills every field again (or raises, in rule-7 order).
+    """
+    cdef int overflow = 0
+    cdef Py_ssize_t total = 8   # "data: " + "\n\n"
+    if type(data) is int:
+        ev._dval = PyLong_AsLongLongAndOverflow(data, &overflow)
+        if overflow:
+            return False
+        ev._dnum = True
+        ev._dn = _ll_len(ev._dval)
+        total += ev._dn
+    elif PyUnicode_CheckExact(data):
+        ev._dp = _utf8_and_size(data, &ev._dn)
+        if ev._dp == NULL:
+            PyErr_Clear()
+            return False
+        if (memchr(ev._dp, b'\n', <size_t>ev._dn) != NULL
+                or memchr(ev._dp, b'\r', <size_t>ev._dn) != NULL):
+            return False
+        ev._dnum = False
+        total += ev._dn
+    else:
+        return False
+    global _last_event, _last_ep, _last_en
+    ev._en = -1
+    if event is not None:
+        if event is _last_event:
+            ev._ep = _last_ep
+            ev._en = _last_en
+        else:
+            if not PyUnicode_CheckExact(event):
+                return False
+            ev._ep = _plain_utf8(event, &ev._en, False)
+            if ev._ep == NULL:
+                return False
+            _last_event = event
+            _last_ep = ev._ep
+            _last_en = ev._en
+        total += 8 + ev._en
+    ev._inum = False
+    ev._in = -1
+    if id is not None:
+        if type(id) is int:
+            ev._ival = PyLong_AsLongLongAndOverflow(id, &overflow)
+            if overflow:
+                return False
+            ev._inum = True
+            ev._in = _ll_len(ev._ival)
+            total += 5 + ev._in
+        elif PyUnicode_CheckExact(id):
+            ev._ip = _plain_utf8(id, &ev._in, True)
+            if ev._ip == NULL:
+                return False
+            ev._id = id
+            total += 5 + ev._in
+        else:
+            return False
+    if not ev._dnum:
+        ev._data = data
+    ev.event = event
+    ev._size = total
+    return True
 
 
 cdef str _data_text(object data):
@@ -365,9 +523,10 @@ cdef bytes _build(object data, object event, object id, object retry, SSEEvent k
 
     if keep is not None:
         keep._frame = frame
-        keep.data = text
+        keep._size = total
+        keep._data = text
         keep.event = event
-        keep.id = id_text
+        keep._id = id_text
         keep.retry = retry
     return frame
 
@@ -400,19 +559,65 @@ def comment(text=""):
 
 @cython.final
 @cython.freelist(64)
+@cython.no_gc  # its fields are str, int and bytes only: it can never be part of a cycle
 cdef class SSEEvent:
     """One server-sent event, validated and framed once when it is built (see _sse_c.pyi)."""
 
     def __cinit__(self, data, event=None, id=None, retry=None):
+        if retry is None and _simple(self, data, event, id):
+            return
+        self._dnum = self._inum = False
         _build(data, event, id, retry, self)
 
+    cdef char* _emit(self, char* w) noexcept:
+        # The frame of a simple event into w (room for _size bytes); the end returned.
+        if self._en >= 0:
+            w = _put(w, b"event: ", 7)
+            w = _put(w, self._ep, self._en)
+            w[0] = b'\n'
+            w += 1
+        if self._inum:
+            w = _put(w, b"id: ", 4)
+            w = _write_ll(self._ival, self._in, w)
+            w[0] = b'\n'
+            w += 1
+        elif self._in >= 0:
+            w = _put(w, b"id: ", 4)
+            w = _put(w, self._ip, self._in)
+            w[0] = b'\n'
+            w += 1
+        w = _put(w, b"data: ", 6)
+        if self._dnum:
+            w = _write_ll(self._dval, self._dn, w)
+        else:
+            w = _put(w, self._dp, self._dn)
+        w[0] = b'\n'
+        w[1] = b'\n'
+        return w + 2
+
     cpdef bytes encode(self):
-        """The frame as UTF-8 bytes (built once, when the event was)."""
+        """The frame as UTF-8 bytes (built once, the first time it is needed)."""
+        if self._frame is None:
+            frame = PyBytes_FromStringAndSize(NULL, self._size)
+            self._emit(PyBytes_AS_STRING(frame))
+            self._frame = frame
         return self._frame
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = PyObject_Str(<object>self._dval)
+        return self._data
+
+    @property
+    def id(self):
+        if self._id is None and self._inum:
+            self._id = PyObject_Str(<object>self._ival)
+        return self._id
 
     def format(self):
         """The frame as text (the seed's API)."""
-        return self._frame.decode("utf-8")
+        return self.encode().decode("utf-8")
 
     def __eq__(self, other):
         if type(other) is not SSEEvent:

@@ -5,7 +5,8 @@ written there, as a numbered list; this twin follows it step for step).
 How this twin is fast
 1. The sync-generator loop runs in C: ``next()`` is a direct call of the generator's
    ``tp_iternext``; an ``SSEEvent``'s frame is read from its C struct (``_sse_c.pxd``),
-   no method call; bytes items are used as they are.
+   no method call, and a simple event not framed yet writes its frame straight into the
+   batch buffer (``SSEEvent._emit``); bytes items are used as they are.
 2. Frames are copied into one malloc'd batch buffer that keeps room in front for the
    chunk-size line, so a batch becomes one HTTP chunk without a join or a second buffer:
    the hex size is written right-aligned into that room when the batch is sent, and one
@@ -39,8 +40,6 @@ cdef const char* HEX_DIGITS = b"0123456789abcdef"
 
 
 cdef inline bytes _frame_of(object item):
-    if type(item) is SSEEvent:
-        return (<SSEEvent>item)._frame
     if type(item) is bytes:
         return <bytes>item
     return encode_event(item)
@@ -90,8 +89,8 @@ cdef class Stream:
         free(self._buf)
 
     # -- batching ----------------------------------------------------------------------
-    cdef int _add(self, bytes frame) except -1:
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+    cdef int _reserve(self, Py_ssize_t n) except -1:
+        # Room for n more bytes of frames (and the CRLF that ends a chunk).
         cdef Py_ssize_t need = self._len + n + 2
         cdef Py_ssize_t cap
         cdef char* grown
@@ -104,10 +103,29 @@ cdef class Stream:
                 raise MemoryError()
             self._buf = grown
             self._cap = cap
+        return 0
+
+    cdef int _add(self, bytes frame) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+        self._reserve(n)
         memcpy(self._buf + self._len, PyBytes_AS_STRING(frame), n)
         self._len += n
         self._batched += 1
         return 0
+
+    cdef int _add_item(self, object item) except -1:
+        # An SSEEvent not framed yet writes itself into the batch (no frame object).
+        cdef SSEEvent event
+        if type(item) is SSEEvent:
+            event = <SSEEvent>item
+            if event._frame is not None:
+                return self._add(event._frame)
+            self._reserve(event._size)
+            event._emit(self._buf + self._len)
+            self._len += event._size
+            self._batched += 1
+            return 0
+        return self._add(_frame_of(item))
 
     cdef int _send_batch(self) except -1:
         cdef Py_ssize_t size = self._len - HEAD_ROOM
@@ -154,7 +172,7 @@ cdef class Stream:
         cdef Py_ssize_t limit = HEAD_ROOM + self.high_water
         try:
             while self._len < limit:
-                self._add(_frame_of(next(gen)))
+                self._add_item(next(gen))
         except StopIteration:
             self._send_batch()
             self._end(None)
@@ -183,7 +201,7 @@ cdef class Stream:
             except StopIteration as item:
                 self._aw = None
                 value = exc = None
-                self._add(_frame_of(item.value))
+                self._add_item(item.value)
                 continue
             except StopAsyncIteration:
                 self._aw = None

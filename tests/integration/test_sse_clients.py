@@ -9,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 from httpx_sse import connect_sse
-from integration_helpers import REPO_ROOT, TIMEOUT
+from integration_helpers import REPO_ROOT, TIMEOUT, request
 
 import conduit
 from conduit import App, SSEEvent, StreamResponse
@@ -42,6 +42,20 @@ def items():
     yield ""
 
 
+# Every shape of event the compiled pump writes straight into its batch (SSEEvent._emit),
+# and some it does not (too big for a long long, a line end, retry).
+SHAPES = [
+    ((0,), {}),
+    ((-1,), {"event": "e", "id": -5}),
+    ((2**63 - 1,), {"event": "counter", "id": -(2**63)}),
+    ((2**63,), {"id": 2**63}),
+    ((7,), {"event": "", "id": ""}),
+    (("café ✓",), {"event": "naïve", "id": "ид"}),
+    (("a\nb",), {"event": "counter"}),
+    ((5,), {"id": 3, "retry": 0}),
+] + [((i,), {"event": "counter", "id": i}) for i in range(1, 3000)]
+
+
 def make_app() -> App:
     app = App()
 
@@ -67,6 +81,20 @@ def make_app() -> App:
     @app.get("/last-id")
     def last_id(request):
         yield SSEEvent(repr(request.last_event_id), event="resume")
+
+    @app.get("/shapes")
+    def shapes(request):
+        for args, kwargs in SHAPES:
+            yield SSEEvent(*args, **kwargs)
+        framed = SSEEvent(42, event="counter", id=42)
+        framed.encode()
+        yield framed
+
+    @app.get("/shapes-async")
+    async def shapes_async(request):
+        for args, kwargs in SHAPES:
+            yield SSEEvent(*args, **kwargs)
+            await conduit.sleep(0)
 
     @app.get("/count")
     def count(request):
@@ -163,3 +191,15 @@ def test_curl_n_http10(server):
     assert "Transfer-Encoding" not in head
     assert "Connection: close" in head
     assert body == "".join(f"event: counter\nid: {i}\ndata: {i}\n\n" for i in range(1, 11))
+
+
+@pytest.mark.parametrize("path", ["/shapes", "/shapes-async"])
+def test_events_written_by_the_pump_are_their_frames(server, path):
+    from conduit.http import _sse_py
+
+    resp = request(server.address, f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert resp.status == 200
+    want = b"".join(_sse_py.SSEEvent(*a, **k).encode() for a, k in SHAPES)
+    if path == "/shapes":
+        want += b"event: counter\nid: 42\ndata: 42\n\n"
+    assert resp.body == want

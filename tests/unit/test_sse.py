@@ -669,3 +669,58 @@ def test_property_twins_agree(fields):
 def test_property_twins_agree_on_comments(text):
     compiled, pure = TWINS["compiled"], TWINS["pure"]
     assert _outcome(compiled.comment, text) == _outcome(pure.comment, text)
+
+
+# -- simple events: validated when built, framed when first needed (compiled twin) --------
+
+SIMPLE_SHAPES = [
+    ((0,), {}),
+    ((-1,), {"event": "e", "id": -5}),
+    ((2**63 - 1,), {"id": -(2**63)}),
+    ((2**63,), {"id": 2**63}),                   # beyond a long long: the general path
+    ((7,), {"event": "", "id": ""}),
+    (("café ✓",), {"event": "naïve", "id": "ид"}),
+    (("tab\tand NUL\0 stay",), {"event": "counter", "id": 10**18}),
+    ((True,), {"id": 1}),                        # bool data is JSON "true"
+    (("a\nb",), {"event": "counter"}),           # a line end: the general path
+    ((5,), {"id": 3, "retry": 0}),               # retry: the general path
+]
+
+
+@pytest.mark.parametrize("args,kwargs", SIMPLE_SHAPES)
+def test_simple_event_fields_and_frame_match_the_pure_twin(sse, args, kwargs):
+    pure = TWINS["pure"]
+    evt = sse.SSEEvent(*args, **kwargs)
+    want = pure.SSEEvent(*args, **kwargs)
+    assert (evt.data, evt.event, evt.id, evt.retry) == (
+        want.data, want.event, want.id, want.retry)
+    assert type(evt.data) is str and (evt.id is None or type(evt.id) is str)
+    frame = evt.encode()
+    assert frame == want.encode()
+    assert evt.encode() is frame  # framed once, the same bytes object afterwards
+    again = sse.SSEEvent(*args, **kwargs)
+    assert evt == again and hash(evt) == hash(again) == hash(want)
+    assert pickle.loads(pickle.dumps(evt)) == evt
+
+
+def test_event_name_check_is_not_skipped_by_a_name_seen_before(sse):
+    name = "counter"
+    assert sse.SSEEvent(1, event=name).encode() == b"event: counter\ndata: 1\n\n"
+    with pytest.raises(ValueError, match="SSE event must not contain CR or LF"):
+        sse.SSEEvent(2, event="counter\n")
+    with pytest.raises(ValueError, match="SSE event must not contain CR or LF"):
+        sse.SSEEvent(2, event=name + "\r")
+    frames = [sse.SSEEvent(i, event=e).encode() for i, e in enumerate(["a", "b", "a", "ü"])]
+    assert frames == [b"event: a\ndata: 0\n\n", b"event: b\ndata: 1\n\n",
+                      b"event: a\ndata: 2\n\n", "event: ü\ndata: 3\n\n".encode()]
+
+
+def test_simple_event_refuses_what_the_general_path_refuses(sse):
+    with pytest.raises(ValueError, match="SSE id must not contain CR, LF or NUL"):
+        sse.SSEEvent(1, id="a\0b")
+    with pytest.raises(ValueError, match="SSE data must be encodable as UTF-8"):
+        sse.SSEEvent("\ud800", event="e")
+    with pytest.raises(ValueError, match="SSE event must be encodable as UTF-8"):
+        sse.SSEEvent(1, event="\udfff")
+    with pytest.raises(TypeError, match="SSE id must be a str, an int or None"):
+        sse.SSEEvent(1, id=1.5)
