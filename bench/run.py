@@ -36,6 +36,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -575,7 +576,7 @@ def chart(data: dict, path: Path) -> None:
         colors = ["#d62728" if label.startswith("conduit") else "#7f7f7f" for label in labels]
         ax.barh(labels, values, xerr=errors, color=colors)
         ax.invert_yaxis()
-        ax.set_title(f"{scenario['title']}\n({scenario['unit']}, "
+        ax.set_title(f"{textwrap.fill(scenario['title'], 44)}\n({scenario['unit']}, "
                      f"{'higher' if scenario['higher_is_better'] else 'lower'} is better)",
                      fontsize=9)
         if scenario["unit"] in ("events/s", "deliveries/s") and values and \
