@@ -9,8 +9,10 @@ How this twin is fast
    batch buffer (``SSEEvent._emit``); bytes items are used as they are.
 2. Frames are copied into one malloc'd batch buffer that keeps room in front for the
    chunk-size line, so a batch becomes one HTTP chunk without a join or a second buffer:
-   the hex size is written right-aligned into that room when the batch is sent, and one
-   ``bytes`` object covers size line, frames and CRLF.
+   the hex size is written right-aligned into that room when the batch is sent, and the
+   size line, frames and CRLF go to the transport as one piece: straight into the compiled
+   transport's outbox (``_append``, no intermediate ``bytes``), or as one ``bytes`` object
+   for the pure transport.
 3. ``last_write`` comes from ``clock_gettime(CLOCK_MONOTONIC)``, the clock behind
    ``time.monotonic()`` and the loop's ``time()``.
 """
@@ -22,6 +24,7 @@ from conduit.server._clock cimport monotonic
 from libc.string cimport memcpy
 
 from conduit.http._sse_c cimport SSEEvent
+from conduit.net._loop_c cimport Transport as CTransport
 
 import logging
 
@@ -62,6 +65,7 @@ cdef class Stream:
     cdef public Py_ssize_t high_water
     cdef bint _scheduled
     cdef bint _is_async
+    cdef bint _direct       # the transport is the compiled one: append to its outbox in C
     cdef object _aw
     cdef object _waiting
     cdef Py_ssize_t _token
@@ -83,6 +87,7 @@ cdef class Stream:
         self.on_close = None
         self.last_write = monotonic()
         self._is_async = hasattr(source, "__anext__")
+        self._direct = type(transport) is CTransport
         self._len = HEAD_ROOM
 
     def __dealloc__(self):
@@ -149,12 +154,23 @@ cdef class Stream:
             self._buf[end] = 13
             self._buf[end + 1] = 10
             end += 2
-        data = PyBytes_FromStringAndSize(self._buf + start, end - start)
         self.events_sent += self._batched
         self._len = HEAD_ROOM
         self._batched = 0
         self.last_write = monotonic()
-        self.transport.write(data)
+        if self._direct:
+            self._append_direct(<CTransport>self.transport, start, end)
+        else:
+            self.transport.write(PyBytes_FromStringAndSize(self._buf + start, end - start))
+        return 0
+
+    cdef int _append_direct(self, CTransport transport, Py_ssize_t start,
+                            Py_ssize_t end) except -1:
+        # What Transport.write does, minus the bytes object it would be handed.
+        if transport._closing or transport._closed:
+            return 0
+        transport._append(self._buf + start, end - start)
+        transport._wrote()
         return 0
 
     # -- driving -----------------------------------------------------------------------
