@@ -28,8 +28,14 @@ Accepted grammar (RFC 9112, strict)
   400. Empty lines (CRLF) before a request line are skipped (RFC 9112 2.2).
 - request-line = method SP request-target SP HTTP-version CRLF, single spaces only.
   method is a token (RFC 9110 tchar). The target is visible ASCII (0x21-0x7E) without '#';
-  its form must be origin-form ("/..."), absolute-form ("http://..." or "https://..."),
-  asterisk-form ("*", OPTIONS only) or authority-form (CONNECT only); anything else is 400.
+  its form must be origin-form ("/..."), absolute-form ("http://..." or "https://...",
+  scheme case-insensitive), asterisk-form ("*", OPTIONS only) or authority-form (CONNECT
+  only); anything else is 400. The authority of an absolute-form target (up to the first
+  "/" or "?") must be a non-empty host (reg-name or a bracketed IP literal) with an
+  optional all-digit port; an empty host (RFC 9110 4.2.1) or userinfo ("user@", RFC 9110
+  4.2.4) is a 400. The Host field is still required and checked (RFC 9112 3.2); that the
+  target's authority takes precedence over it (RFC 9112 3.2.2) is the application's
+  business.
   HTTP-version is "HTTP/" DIGIT "." DIGIT, case-sensitive (else 400); major 1 with minor 0
   is "1.0", minor 1-9 is "1.1" (RFC 9110 6.2); any other major is 505.
 - field-line = field-name ":" OWS field-value OWS CRLF. field-name is a token (else 400),
@@ -101,6 +107,10 @@ _CHUNK_SIZE_LINE_RE = re.compile(
 )
 # uri-host [ ":" port ]: unreserved / sub-delims / pct-encoded, IP literals in brackets
 _HOST_RE = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*")
+# The authority of an absolute-form target: host (reg-name or IP literal), optional port.
+_AUTHORITY_RE = re.compile(
+    rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[A-Za-z0-9\-._~!$&'()*+,;=%:]+\])(?::[0-9]*)?"
+)
 _DIGITS_RE = re.compile(rb"[0-9]+")
 _CONTROL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -189,9 +199,27 @@ def _check_target(method: str, target: bytes) -> None:
             return
         raise BadRequest("invalid authority-form target")
     lowered = target[:8].lower()
-    if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+    if lowered.startswith(b"http://"):
+        _check_authority(target, 7)
+        return
+    if lowered.startswith(b"https://"):
+        _check_authority(target, 8)
         return
     raise BadRequest("invalid request target form")
+
+
+def _check_authority(target: bytes, start: int) -> None:
+    """The authority of an absolute-form target, from ``start`` to the first '/' or '?'."""
+    end = len(target)
+    for sep in b"/?":
+        index = target.find(sep, start, end)
+        if index != -1:
+            end = index
+    authority = target[start:end]
+    if b"@" in authority:
+        raise BadRequest("userinfo in absolute-form target")
+    if not _AUTHORITY_RE.fullmatch(authority):
+        raise BadRequest("invalid authority in absolute-form target")
 
 
 def _content_length(value: bytes, current: int) -> int:

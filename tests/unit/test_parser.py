@@ -375,6 +375,13 @@ VALID = [
         req("GET", "https://example.com:8443/", [H]),
     ),
     case(
+        "absolute-form-variants",
+        get_with(HOST, b"HTTP://[::1]:80?q") + get_with(HOST, b"http://a.b:/")
+        + get_with(HOST, b"https://x%41y.example"),
+        [req("GET", "HTTP://[::1]:80?q", [H]), req("GET", "http://a.b:/", [H]),
+         req("GET", "https://x%41y.example", [H])],
+    ),
+    case(
         "asterisk-form-options",
         b"OPTIONS * HTTP/1.1\r\n" + HOST + b"\r\n",
         req("OPTIONS", "*", [H]),
@@ -697,6 +704,16 @@ INVALID = [
     case("target-host-path", request_line(b"GET example.com/x HTTP/1.1"), Err(400)),
     case("authority-form-with-get", request_line(b"GET example.com:443 HTTP/1.1"), Err(400)),
     case("absolute-form-ftp", request_line(b"GET ftp://example.com/ HTTP/1.1"), Err(400)),
+    # absolute-form authority (RFC 9110 4.2.1: no empty host; 4.2.4: no userinfo)
+    case("absolute-form-empty-host", request_line(b"GET http:///x HTTP/1.1"), Err(400)),
+    case("absolute-form-nothing-after-scheme", request_line(b"GET http:// HTTP/1.1"), Err(400)),
+    case("absolute-form-port-only", request_line(b"GET http://:80/ HTTP/1.1"), Err(400)),
+    case("absolute-form-userinfo", request_line(b"GET http://u:p@example.com/ HTTP/1.1"),
+         Err(400)),
+    case("absolute-form-at-only", request_line(b"GET https://@example.com/ HTTP/1.1"), Err(400)),
+    case("absolute-form-port-not-digits", request_line(b"GET http://a.b:8a/ HTTP/1.1"), Err(400)),
+    case("absolute-form-empty-ip-literal", request_line(b"GET http://[]/ HTTP/1.1"), Err(400)),
+    case("absolute-form-bad-host-char", request_line(b"GET http://a<b/ HTTP/1.1"), Err(400)),
     # Host
     case("host-missing", b"GET / HTTP/1.1\r\n\r\n", Err(400)),
     case("host-missing-with-fields", get_with(b"Accept: */*\r\n"), Err(400)),
