@@ -21,7 +21,9 @@ and ``python -m conduit run app.py``.
 __version__ = "0.1.0"
 
 from conduit.app import App, FileResponse, Headers, Request  # noqa: E402
+from conduit.app.auth import Auth  # noqa: E402
 from conduit.app.channel import Channel  # noqa: E402
+from conduit.app.cors import CORS  # noqa: E402
 from conduit.config import Config  # noqa: E402
 from conduit.errors import ConduitError, HTTPError, ProtocolError  # noqa: E402
 from conduit.http.response import Response, StreamResponse  # noqa: E402
@@ -42,6 +44,8 @@ def run(app, **settings) -> int:
 __all__ = [
     "__version__",
     "App",
+    "Auth",
+    "CORS",
     "Channel",
     "Config",
     "ConduitError",

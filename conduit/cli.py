@@ -21,6 +21,9 @@ from conduit.config import LOG_LEVELS, Config
 
 EXIT_STARTUP_FAILED = 3
 
+# Extra option names for some Config fields (uvicorn's name for the graceful timeout).
+_ALIASES = {"graceful_timeout_seconds": ("--timeout-graceful-shutdown",)}
+
 _HELP = {
     "host": "address to listen on (default: %(default)s)",
     "port": "port to listen on; 0 picks a free one and the log says which (default: %(default)s)",
@@ -36,9 +39,17 @@ _HELP = {
                                "a 408 (default: %(default)s)",
     "keepalive_timeout_seconds": "close idle keep-alive connections after this long "
                                  "(default: %(default)s)",
-    "graceful_timeout_seconds": "on SIGINT/SIGTERM, cut connections still open after this long "
+    "write_timeout_seconds": "cut a connection whose client stopped reading (outbox above "
+                             "the high-water mark, no progress) after this long; 0 disables "
+                             "(default: %(default)s)",
+    "graceful_timeout_seconds": "on SIGINT/SIGTERM, end streams in waves over the first half "
+                                "of this, and cut connections still open after it "
                                 "(default: %(default)s)",
     "max_connections": "close new connections beyond this many (default: %(default)s)",
+    "max_connections_per_client": "close new connections from one client address beyond this "
+                                  "many; 0 = no limit (behind a proxy all clients share its "
+                                  "address; 256 suits a server exposed directly) "
+                                  "(default: %(default)s)",
     "max_request_line_bytes": "longest request line, else 414 (default: %(default)s)",
     "max_header_bytes": "largest header block, else 431 (default: %(default)s)",
     "max_header_count": "most header fields, else 431 (default: %(default)s)",
@@ -94,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help=_HELP.get(field.name))
         else:
             kind = {"int": int, "float": float}.get(field.type, str)
-            run.add_argument(flag, dest=field.name, type=kind, default=default,
-                             help=_HELP.get(field.name))
+            run.add_argument(flag, *_ALIASES.get(field.name, ()), dest=field.name, type=kind,
+                             default=default, help=_HELP.get(field.name))
     return parser
 
 

@@ -42,9 +42,20 @@ class Config:
     request_timeout_seconds: float = 30.0
     # An idle keep-alive connection is closed after this long.
     keepalive_timeout_seconds: float = 5.0
-    # On SIGINT/SIGTERM, connections still open after this long are cut.
+    # A connection whose outbox stays above high_water_bytes (the client stopped reading)
+    # with no byte of progress for this long is cut (0 disables). Channel subscribers also
+    # have a byte budget; whichever limit is reached first ends the connection.
+    write_timeout_seconds: float = 60.0
+    # On SIGINT/SIGTERM, connections still open after this long are cut (CLI alias:
+    # --timeout-graceful-shutdown). Streams are ended in waves over its first half.
     graceful_timeout_seconds: float = 10.0
     max_connections: int = 10000
+    # Open connections per client address; 0 (the default) is no limit. Off by default
+    # because behind a reverse proxy, load balancer or ingress every client has the proxy's
+    # address (a cap would cap the whole service), and load tests run from one address.
+    # For a server exposed directly, 256 is a good value: a browser opens at most 6
+    # HTTP/1.1 connections per host, and dozens of users may share an address (NAT).
+    max_connections_per_client: int = 0
     max_request_line_bytes: int = DEFAULT_MAX_REQUEST_LINE_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_header_count: int = DEFAULT_MAX_HEADER_COUNT

@@ -49,6 +49,17 @@ document's whole content, so every event it still has is enough to rebuild it.
 Commands are applied and published on the loop thread, synchronously (the handler never
 awaits), so they are atomic with respect to each other: the order of the events is the
 order in which the state changed.
+
+Auth (optional; off unless configured): with ``CONDUIT_AUTH_TOKEN`` (a token allowed
+everything) and/or ``CONDUIT_JWT_SECRET`` (JWTs with ``{"conduit": {"publish":
+["documents"], "subscribe": ["documents"]}}``) in the environment, the channel is private
+and every route but ``/`` needs a token: ``Authorization: Bearer <token>``, the
+``conduit_token`` cookie or ``?access_token=``. Open ``/?access_token=<token>`` once: it
+sets the cookie (HttpOnly, SameSite=Strict) and redirects to ``/``, and the page works as
+before.
+
+    CONDUIT_AUTH_TOKEN=s3cret python -m conduit run examples/dizzy_documents.py
+    curl -N -H 'Authorization: Bearer s3cret' http://127.0.0.1:8000/events
 """
 
 from __future__ import annotations
@@ -56,10 +67,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conduit import App, FileResponse, HTTPError, Response
+from conduit import App, Auth, FileResponse, HTTPError, Response
 
-app = App()
-docs = app.channel("documents", history=1000, durable=True)
+AUTH = Auth.from_env()  # None unless CONDUIT_AUTH_TOKEN or CONDUIT_JWT_SECRET is set
+app = App(auth=AUTH)
+docs = app.channel("documents", history=1000, durable=True, private=AUTH is not None)
 PAGE = Path(__file__).parent / "pages" / "dizzy_documents.html"
 
 MAX_ID_CHARS = 200
@@ -134,6 +146,12 @@ def _validate(body) -> tuple[str, str, dict]:
     return kind, doc_id, data
 
 
+def _require(request, action: str) -> None:
+    """401/403 unless the request's token may ``action`` the documents (with auth on)."""
+    if AUTH is not None:
+        request.require(action, docs.name)
+
+
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -146,6 +164,7 @@ def _is_utf8(text: str) -> bool:
 def command(request):
     """Validate, check against the state, publish, apply: all on the loop thread."""
     global last_event_id
+    _require(request, "publish")
     kind, doc_id, data = _validate(request.json())
     exists = doc_id in documents
     if kind == "CreateDocument" and exists:
@@ -167,6 +186,7 @@ def command(request):
 def list_documents(request):
     # Commands are applied on the loop thread as they are published, so this state and
     # the channel's position agree: a page subscribing from the cursor misses nothing.
+    _require(request, "subscribe")
     cursor = last_event_id or docs.position
     return {
         "documents": [{"id": doc_id, "content": content}
@@ -183,4 +203,9 @@ def events(request):
 
 @app.get("/")
 def index(request):
+    token = request.query.get("access_token")
+    if AUTH is not None and token:
+        _require(request, "subscribe")  # a wrong token is a 401 here, not a broken page
+        cookie = f"conduit_token={token}; Path=/; HttpOnly; SameSite=Strict"
+        return Response(b"", status=303, headers={"Location": "/", "Set-Cookie": cookie})
     return FileResponse(PAGE)

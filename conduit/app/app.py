@@ -28,6 +28,10 @@ None (204); a generator or async generator (an SSE stream of ``SSEEvent``, dict 
 data), str (data) or bytes (pre-formatted frames)); a ``StreamResponse``; or, from an
 ``async def`` handler, any of these after awaiting conduit awaitables. Raising
 ``HTTPError(status, detail)`` answers that status with ``{"error": detail}``.
+
+Tokens and cross-origin pages: ``App(auth=Auth(...), cors=CORS([...]))``, private channels
+(``app.channel(name, private=True)``) and ``@app.post(path, auth="publish")``; see
+``conduit.app.auth`` and ``conduit.app.cors``.
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ import inspect
 import logging
 import re
 
+from conduit.app.auth import Auth
 from conduit.app.channel import Channel, Hub
+from conduit.app.cors import CORS
 from conduit.app.request import Request
 from conduit.app.static import StaticFiles
 from conduit.errors import HTTPError
 from conduit.http.response import Response, StreamResponse
+from conduit.server.connection import redact_target
 from conduit.server.hub import DEFAULT_BUDGET_BYTES
 
 log = logging.getLogger("conduit.app")
@@ -54,12 +61,13 @@ _CONVERTERS = {
 
 
 class Route:
-    __slots__ = ("path", "methods", "handler", "regex", "converters", "kwargs")
+    __slots__ = ("path", "methods", "handler", "regex", "converters", "kwargs", "auth")
 
-    def __init__(self, path: str, methods, handler) -> None:
+    def __init__(self, path: str, methods, handler, auth=None) -> None:
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
         self.path = path
+        self.auth = auth  # None, or the action the token must grant ("" = any valid token)
         self.methods = frozenset(m.upper() for m in methods)
         self.handler = handler
         self.converters = {}
@@ -100,30 +108,58 @@ class Route:
 class App:
     """An application: routes, static files, and (later) channels. Call it to serve."""
 
-    def __init__(self, data_dir=None) -> None:
+    def __init__(self, data_dir=None, auth=None, cors=None) -> None:
         """``data_dir``: where durable channels keep their logs (default: the
-        ``CONDUIT_DATA_DIR`` environment variable, else ``./conduit-data``)."""
+        ``CONDUIT_DATA_DIR`` environment variable, else ``./conduit-data``).
+        ``auth``: an ``Auth`` (tokens for publishers and private channels, see
+        ``conduit.app.auth``). ``cors``: a ``CORS`` (which other origins' pages may read
+        the responses, see ``conduit.app.cors``)."""
+        if auth is not None and not isinstance(auth, Auth):
+            raise TypeError(f"auth must be an Auth, got {type(auth).__name__}")
+        if cors is not None and not isinstance(cors, CORS):
+            raise TypeError(f"cors must be a CORS, got {type(cors).__name__}")
         self._exact: dict = {}  # path -> [Route]: the common case, one dict lookup
         self._patterns: list = []
+        # The methods this app implements: the common ones (a path that lacks one answers
+        # 405 with Allow) and any other some route declares. Any other method (CONNECT,
+        # TRACE, an unknown token, "get") is 501 (RFC 9110 9.1, 15.6.2). OPTIONS answers
+        # the path's Allow (or the server's, for "OPTIONS *").
+        self._methods: set = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
         self.loop = None
         self.server = None
         self.hub = Hub(data_dir)
+        self.auth = auth
+        self.hub.auth = auth
+        self.cors = cors
+        # Query parameters the server's log lines show as [redacted] (they carry tokens).
+        names = {"access_token"}
+        if auth is not None:
+            names.add(auth.query_param)
+        self.secret_query_params = frozenset(names)
 
     # -- channels ----------------------------------------------------------------------
     def channel(self, name: str, history: int = 1000, durable: bool = False,
-                fsync="never", budget_bytes: int = DEFAULT_BUDGET_BYTES) -> Channel:
+                fsync="never", budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                private: bool = False) -> Channel:
         """The channel called ``name``, created on first use (see ``conduit.app.channel``).
 
         ``history``: events kept for replay. ``durable``: keep them in an append-only log
         under the data directory, so they survive restarts; ``fsync``: "never" (survives a
         crash of the process), "always" (survives power loss) or seconds between fsyncs.
         ``budget_bytes``: how far a subscriber may fall behind before it is disconnected.
+        ``private``: subscribing needs a token with a ``subscribe`` grant for ``name``
+        (needs ``App(auth=...)``).
         """
+        if private and self.auth is None:
+            raise ValueError(f"channel {name!r} is private, but the app has no auth: "
+                             "make it with App(auth=Auth(...))")
         existing = self.hub.channels.get(name)
         if existing is not None:
+            if private:
+                existing.private = True  # only ever tightened
             return existing
         channel = Channel(self.hub, name, history=history, durable=durable, fsync=fsync,
-                          budget_bytes=budget_bytes)
+                          budget_bytes=budget_bytes, private=private)
         self.hub.channels[name] = channel
         if self.loop is not None:
             channel.frames.loop = self.loop
@@ -131,7 +167,8 @@ class App:
 
     def subscribe(self, request, *channels, headers=None):
         """One SSE stream of several channels (names or Channel objects), merged in id
-        order, with one Last-Event-ID for all. An unknown name is a 404."""
+        order, with one Last-Event-ID for all. An unknown name is a 404. Every private
+        channel among them needs a ``subscribe`` grant (401/403 otherwise)."""
         resolved = []
         for item in channels:
             channel = self.hub.channels.get(item) if isinstance(item, str) else item
@@ -145,13 +182,28 @@ class App:
         return self.hub.subscribe(request, resolved, budget, headers=headers)
 
     # -- declaring routes --------------------------------------------------------------
-    def route(self, path: str, methods=("GET",)):
-        """Register a handler for ``path`` and ``methods``: ``@app.route("/x", methods=[...])``."""
+    def route(self, path: str, methods=("GET",), auth=None):
+        """Register a handler for ``path`` and ``methods``: ``@app.route("/x", methods=[...])``.
+
+        ``auth``: ``True`` (a valid token is needed), ``"publish"`` or ``"subscribe"`` (the
+        token must grant that on some topic), else 401/403 before the handler runs. The
+        handler checks a given topic with ``request.require(action, topic)``.
+        """
         if isinstance(methods, str):
             methods = (methods,)
+        if auth is not None and auth is not False:
+            if auth is not True and auth not in ("publish", "subscribe"):
+                raise ValueError(f"auth must be True, 'publish' or 'subscribe', got {auth!r}")
+            if self.auth is None:
+                raise ValueError(f"route {path!r} needs auth, but the app has none: make it "
+                                 "with App(auth=Auth(...))")
+            auth = "" if auth is True else auth
+        else:
+            auth = None
 
         def decorator(handler):
-            route = Route(path, methods, handler)
+            route = Route(path, methods, handler, auth)
+            self._methods |= route.methods
             if route.regex is None:
                 self._exact.setdefault(path, []).append(route)
             else:
@@ -160,20 +212,20 @@ class App:
 
         return decorator
 
-    def get(self, path: str):
-        return self.route(path, ("GET",))
+    def get(self, path: str, auth=None):
+        return self.route(path, ("GET",), auth=auth)
 
-    def post(self, path: str):
-        return self.route(path, ("POST",))
+    def post(self, path: str, auth=None):
+        return self.route(path, ("POST",), auth=auth)
 
-    def put(self, path: str):
-        return self.route(path, ("PUT",))
+    def put(self, path: str, auth=None):
+        return self.route(path, ("PUT",), auth=auth)
 
-    def delete(self, path: str):
-        return self.route(path, ("DELETE",))
+    def delete(self, path: str, auth=None):
+        return self.route(path, ("DELETE",), auth=auth)
 
-    def patch(self, path: str):
-        return self.route(path, ("PATCH",))
+    def patch(self, path: str, auth=None):
+        return self.route(path, ("PATCH",), auth=auth)
 
     def static(self, prefix: str, directory, index: str = "index.html") -> None:
         """Serve the files under ``directory`` at ``prefix`` (GET and HEAD)."""
@@ -187,6 +239,15 @@ class App:
         self.route(route_path, ("GET",))(serve_static)
         if prefix != "/":
             self.route(prefix, ("GET",))(lambda request: files.response(""))
+
+    def metrics(self, path: str = "/metrics") -> None:
+        """Serve Prometheus metrics at ``path`` (GET; see ``conduit.app.metrics``).
+
+        >>> App().metrics("/metrics")
+        """
+        from conduit.app.metrics import metrics_response
+
+        self.route(path, ("GET",))(lambda request: metrics_response(self))
 
     # -- lifecycle hooks (called by the server) ----------------------------------------
     def startup(self, loop, server=None) -> None:
@@ -205,7 +266,9 @@ class App:
 
     # -- dispatch (the server calls this) ----------------------------------------------
     def _find(self, method: str, path: str):
-        """(route, params) or raise HTTPError 404/405."""
+        """(route, params) or raise HTTPError 404/405/501."""
+        if method not in self._methods:
+            raise HTTPError(501, f"method {method} not implemented")
         allowed: set = set()
         wanted = "GET" if method == "HEAD" else method
         for route in self._exact.get(path, ()):
@@ -219,42 +282,106 @@ class App:
                     return route, params
                 allowed |= route.methods
         if allowed:
+            allowed.add("OPTIONS")
             if "GET" in allowed:
                 allowed.add("HEAD")
+            if method == "OPTIONS":
+                # RFC 9110 9.3.7: what this path allows, no body
+                return _OPTIONS_ROUTE, {"allow": ", ".join(sorted(allowed))}
             raise HTTPError(405, f"method {method} not allowed",
                             headers=[("Allow", ", ".join(sorted(allowed)))])
+        if method == "OPTIONS" and path == "*":
+            every: set = {"OPTIONS"}
+            for routes in self._exact.values():
+                for route in routes:
+                    every |= route.methods
+            for route in self._patterns:
+                every |= route.methods
+            if "GET" in every:
+                every.add("HEAD")
+            return _OPTIONS_ROUTE, {"allow": ", ".join(sorted(every))}
         raise HTTPError(404, "not found")
+
+    def _has_path(self, path: str) -> bool:
+        return path in self._exact or any(r.match(path) is not None for r in self._patterns)
 
     def __call__(self, parsed, client):
         """Handle one parsed request: a Response, a StreamResponse or a coroutine."""
+        request = None
         try:
             request = Request(parsed, client, app=self)
+            cors = self.cors
+            if cors is not None and cors.is_preflight(request):
+                return self._preflight(cors, request)
             route, params = self._find(request.method, request.path)
             request.path_params = params
+            if route.auth is not None:
+                self.auth.require(request, route.auth or None)
             if route.kwargs and params:
                 result = route.handler(request, **params)
             else:
                 result = route.handler(request)
-            return self._adapt(result)
+            result = self._adapt(result, parsed)
+        except HTTPError as exc:
+            result = _error_response(exc)
+        except Exception:
+            # Answered here rather than by the server so the 500 gets CORS headers too.
+            log.exception("application error for %s %s", parsed.method,
+                          redact_target(parsed.target, self.secret_query_params))
+            result = Response({"error": "internal server error"}, status=500)
+        if self.cors is not None:
+            result = self._with_cors(request, result)
+        return result
+
+    def _preflight(self, cors: CORS, request) -> Response:
+        # A refused preflight gets no CORS headers at all (conduit.app.cors rule 4).
+        try:
+            if not self._has_path(request.path):
+                raise HTTPError(404, "not found")
+            return cors.preflight(request)
         except HTTPError as exc:
             return _error_response(exc)
 
-    def _adapt(self, result):
+    def _with_cors(self, request, result):
+        if inspect.iscoroutine(result):
+            return self._cors_after(request, result)
+        if type(result) is Response or type(result) is StreamResponse:
+            return self.cors.apply(request, result)
+        return result  # not a response: the server answers 500
+
+    async def _cors_after(self, request, coro):
+        return self._with_cors(request, await coro)
+
+    def _adapt(self, result, parsed=None):
         kind = type(result)
         if kind is Response or kind is StreamResponse:
             return result
         if inspect.isgenerator(result) or inspect.isasyncgen(result):
             return StreamResponse(result)
         if inspect.iscoroutine(result):
-            return self._await_then_adapt(result)
+            return self._await_then_adapt(result, parsed)
         return to_response(result)
 
-    async def _await_then_adapt(self, coro):
+    async def _await_then_adapt(self, coro, parsed=None):
         try:
             value = await coro
         except HTTPError as exc:
             return _error_response(exc)
+        except Exception:
+            if parsed is None:
+                raise  # the server logs it and answers 500
+            log.exception("application error for %s %s", parsed.method,
+                          redact_target(parsed.target, self.secret_query_params))
+            return Response({"error": "internal server error"}, status=500)
         return self._adapt(value)
+
+
+def _answer_options(request, allow):
+    return Response(b"", status=204, headers=[("Allow", allow)])
+
+
+_OPTIONS_ROUTE = Route("/", ("OPTIONS",), _answer_options)
+_OPTIONS_ROUTE.kwargs = True  # "allow" comes in as a path parameter
 
 
 def to_response(value) -> Response:

@@ -36,6 +36,11 @@ Ids and cursors
 4. The first bytes of a subscription (the comment ``: subscribed``) are written only after
    the subscriber is registered: a client that has seen them cannot miss a publish.
 
+Private channels (``app.channel(name, private=True)``): subscribing needs a token that
+grants ``subscribe`` on the channel's name (``conduit.app.auth``); a multi-channel
+subscription needs it for every private channel in it. The check runs before anything is
+registered: a refused subscriber gets 401/403 and never a byte of the stream.
+
 Publishing from other threads: ``publish`` may be called from any thread. The id is
 assigned and the durable record written before it returns; the frame reaches the shared
 buffer on the loop thread, in id order (the loop's wake-up hands it over).
@@ -46,8 +51,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from typing import Any
 
 from conduit.app.durable import ChannelLog, HubState, default_data_dir, new_epoch
+from conduit.errors import HTTPError
 from conduit.http.response import StreamResponse
 from conduit.http.sse import SSEEvent, comment
 from conduit.server.hub import DEFAULT_BUDGET_BYTES, FrameLog, Subscription
@@ -68,6 +75,7 @@ class Hub:
         self._reserved = None  # sequences may be issued up to this (durable hubs)
         self.lock = threading.RLock()
         self.channels: dict = {}
+        self.auth: Any = None  # the app's Auth (conduit.app.auth), for private channels
         self.loop = None
         self.loop_thread = None
         self._issued = False
@@ -131,6 +139,11 @@ class Hub:
     def subscribe(self, request, channels, budget: int = DEFAULT_BUDGET_BYTES,
                   headers=None) -> StreamResponse:
         """A StreamResponse reading ``channels`` from the request's Last-Event-ID."""
+        for channel in channels:
+            if channel.private:
+                if self.auth is None:  # App.channel refuses this; a hand-made Hub may not
+                    raise HTTPError(403, f"channel {channel.name!r} is private")
+                self.auth.require(request, "subscribe", channel.name)
         cursor = request.last_event_id or None  # an empty Last-Event-ID is no cursor
         cursors = []
         stale = []
@@ -169,7 +182,8 @@ class Channel:
     """A named stream of events with history (see the module docstring)."""
 
     def __init__(self, hub: Hub, name: str, history: int = 1000, durable: bool = False,
-                 fsync="never", budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+                 fsync="never", budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 private: bool = False) -> None:
         if type(history) is not int or history < 0:
             raise ValueError(f"history must be an int >= 0, got {history!r}")
         if type(budget_bytes) is not int or budget_bytes <= 0:
@@ -178,6 +192,7 @@ class Channel:
         self.name = name
         self.history = history
         self.budget_bytes = budget_bytes
+        self.private = bool(private)
         self.frames = FrameLog(name, history)
         self._pending: deque = deque()
         self._drain_scheduled = False
@@ -291,6 +306,21 @@ class Channel:
     @property
     def subscriber_count(self) -> int:
         return len(self.frames.subscribers)
+
+    # -- metrics (read on the loop thread) ----------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Slow subscribers disconnected so far (more than ``budget_bytes`` behind)."""
+        return self.frames.dropped
+
+    def lags(self) -> list:
+        """Each subscriber's lag in bytes: what this channel published that has not reached
+        its socket yet (left in the shared buffer, plus queued in its connection's outbox;
+        for a subscriber of several channels the outbox counts in each)."""
+        flog = self.frames
+        end = flog.end
+        return [end - sub.offset_in(flog) + sub.transport.get_write_buffer_size()
+                for sub in flog.subscribers]
 
     def close(self) -> None:
         if self.log is not None:

@@ -68,11 +68,14 @@ class Request:
     ``query`` (str to str; the last value wins, see ``query_all``), ``headers``
     (case-insensitive), ``body`` (bytes), ``path_params``, ``client`` ((host, port)),
     ``last_event_id`` (the ``Last-Event-ID`` header, else the ``last_event_id`` query
-    parameter, else None), ``http_version``.
+    parameter, else None), ``http_version``, ``host`` (the absolute-form target's authority,
+    else the Host header), ``cookies`` (name to value, from the
+    ``Cookie`` header). ``require(action, topic)`` checks the request's token against the
+    app's ``Auth``.
     """
 
     __slots__ = ("_parsed", "method", "raw_path", "path", "query_string", "path_params",
-                 "client", "app", "_query", "_query_list", "_headers")
+                 "client", "app", "_query", "_query_list", "_headers", "_cookies", "_grants")
 
     def __init__(self, parsed, client=("", 0), path_params=None, app=None) -> None:
         self._parsed = parsed
@@ -89,10 +92,19 @@ class Request:
         self._query = None
         self._query_list = None
         self._headers = None
+        self._cookies = None
+        self._grants = None  # set by Auth once the token is checked
 
     @property
     def http_version(self) -> str:
         return self._parsed.version
+
+    @property
+    def host(self):
+        """The host the client asked for: the authority of an absolute-form target (RFC
+        9112 3.2.2: it wins over the Host header), else the Host header, else None."""
+        authority = _authority(self._parsed.target)
+        return authority if authority is not None else self.headers.get("host")
 
     @property
     def headers(self) -> Headers:
@@ -119,6 +131,24 @@ class Request:
         """Every value of a repeated query parameter, e.g. ``?topic=a&topic=b``."""
         return [value for key, value in self._pairs() if key == name]
 
+    @property
+    def cookies(self) -> dict:
+        """The cookies the client sent: ``{name: value}`` (RFC 6265 ``name=value`` pairs;
+        a value in double quotes loses them; the first of two same-named cookies wins,
+        which is the one with the most specific path)."""
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.headers.getall("cookie"))
+        return self._cookies
+
+    def require(self, action: str | None = None, topic: str | None = None):
+        """Check this request's token with the app's ``Auth``: its grants, or HTTPError 401
+        (no valid token) or 403 (not granted ``action`` on ``topic``). See
+        ``conduit.app.auth``."""
+        auth = getattr(self.app, "auth", None)
+        if auth is None:
+            raise RuntimeError("request.require() needs an app made with App(auth=Auth(...))")
+        return auth.require(self, action, topic)
+
     def json(self):
         """The body parsed as JSON; a malformed body is an ``HTTPError(400)``."""
         try:
@@ -137,12 +167,49 @@ class Request:
         return f"<Request {self.method} {self.path}>"
 
 
+def parse_cookies(values) -> dict:
+    """``{name: value}`` from Cookie header values ("a=1; b=2"). Pairs without ``=`` or
+    with an empty name are skipped; no percent-decoding (RFC 6265 defines none)."""
+    cookies: dict = {}
+    for header in values:
+        for pair in header.split(";"):
+            name, sep, value = pair.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                continue
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            cookies.setdefault(name, value)
+    return cookies
+
+
 def _origin_form(target: str) -> str:
-    """The path and query of an absolute-form target ("http://host/p?q" -> "/p?q")."""
+    """The path and query of an absolute-form target ("http://host/p?q" -> "/p?q",
+    "http://host?q" -> "/?q")."""
     if target == "*":
         return "*"
     scheme_end = target.find("://")
     if scheme_end < 0:
         return "/"
-    slash = target.find("/", scheme_end + 3)
-    return target[slash:] if slash >= 0 else "/"
+    rest = target[scheme_end + 3:]
+    cut = len(rest)
+    for mark in "/?":
+        at = rest.find(mark)
+        if 0 <= at < cut:
+            cut = at
+    tail = rest[cut:]
+    return tail if tail.startswith("/") else "/" + tail
+
+
+def _authority(target: str):
+    """The authority of an absolute-form target ("http://h:1/p" -> "h:1"), else None."""
+    scheme_end = target.find("://")
+    if target.startswith("/") or scheme_end < 0:
+        return None
+    rest = target[scheme_end + 3:]
+    for mark in "/?":
+        at = rest.find(mark)
+        if at >= 0:
+            rest = rest[:at]
+    return rest

@@ -66,6 +66,7 @@ cdef class FrameLog:
     cdef public object loop
     cdef public set subscribers
     cdef public object trimmed_seq
+    cdef public Py_ssize_t dropped  # slow subscribers disconnected (a counter for metrics)
     cdef readonly long long base    # absolute offset of _buf[0]
     cdef char* _buf
     cdef Py_ssize_t _len
@@ -88,6 +89,7 @@ cdef class FrameLog:
         self.subscribers = set()
         self.loop = None
         self.trimmed_seq = None
+        self.dropped = 0
 
     def __dealloc__(self):
         free(self._buf)
@@ -427,6 +429,8 @@ cdef class Subscriber:
     cdef int _drop(self) except -1:
         self._unsubscribe()
         self.dropped = True
+        for flog in self.logs:
+            (<FrameLog>flog).dropped += 1
         peer = getattr(self.transport, "peer", ("?", 0))
         log.warning("%s:%d - slow consumer: more than %d bytes behind on %s; disconnected",
                     peer[0], peer[1], self.budget,

@@ -14,8 +14,9 @@ Theory of operation (the life of a published event, from DESIGN.md section 4)
    its lag stays in the shared buffer (not copied). When it drains it resumes from its
    offset. A subscriber whose lag (unsent bytes in the logs plus its queued bytes) passes
    its byte budget (plus the replay it was owed when it subscribed, which is not falling
-   behind) is the slow consumer: it is disconnected with a log line, and catches up
-   from history when it reconnects with ``Last-Event-ID``. The others never wait on it.
+   behind) is the slow consumer: it is disconnected with a log line (and counted in each
+   of its logs' ``dropped``, for metrics), and catches up from history when it reconnects
+   with ``Last-Event-ID``. The others never wait on it.
 5. A log keeps its last ``history`` frames, plus what its subscribers still need within
    their budgets; older bytes are trimmed. Replay after ``Last-Event-ID`` is just a starting
    offset: ``offset_after(seq)``.
@@ -57,6 +58,7 @@ class FrameLog:
         self.subscribers: set = set()
         self.loop = None
         self.trimmed_seq = None  # the newest sequence trimmed away (history is complete after)
+        self.dropped = 0  # slow subscribers disconnected (a counter for metrics)
         self._scheduled = False
 
     @property
@@ -239,6 +241,8 @@ class Subscriber:
     def _drop(self) -> None:
         self._unsubscribe()
         self.dropped = True
+        for flog in self.logs:
+            flog.dropped += 1
         peer = getattr(self.transport, "peer", ("?", 0))
         log.warning("%s:%d - slow consumer: more than %d bytes behind on %s; disconnected",
                     peer[0], peer[1], self.budget, ", ".join(f.name for f in self.logs))

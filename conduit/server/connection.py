@@ -19,11 +19,19 @@ Theory of operation
    responses to requests it completed.
 6. ``connection_lost`` (reset, write error, close) cancels whatever is in progress and
    removes the connection from the server's registry. Nothing outlives it.
+7. Write timeout: ``pause_writing`` (the outbox went above the high-water mark) notes the
+   time and the outbox size; ``resume_writing`` clears it. The server's once-a-second sweep
+   (``timed_out``) aborts a connection whose outbox has not shrunk for
+   ``write_timeout_seconds``: its client stopped reading. Nothing is done per event.
+8. Drain (server shutdown): ``send_retry`` writes a ``retry:`` field line into an open
+   stream (between whole chunks) just before ``drain`` ends it cleanly; the server decides
+   when (in waves, see ``conduit.server.server``).
 """
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_plus
 
 from conduit.errors import ProtocolError
 from conduit.http.parser import RequestParser
@@ -38,6 +46,31 @@ access_log = logging.getLogger("conduit.access")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_BUFFERED_BYTES = 1024 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Query parameters whose values never reach a log line (an app may name more, see
+# ``redact_target``): RFC 6750's name for a bearer token in a URL.
+SECRET_QUERY_PARAMS = frozenset({"access_token"})
+
+
+def redact_target(target: str, names=SECRET_QUERY_PARAMS) -> str:
+    """``target`` with the values of the query parameters in ``names`` replaced by
+    ``[redacted]``; names are compared percent-decoded, as the app reads them.
+
+    >>> redact_target("/events?topic=a&access_token=s3cret")
+    '/events?topic=a&access_token=[redacted]'
+    """
+    path, sep, query = target.partition("?")
+    if not sep or not names:
+        return target
+    parts = query.split("&")
+    changed = False
+    for index, part in enumerate(parts):
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if name in names and value:
+            parts[index] = part[:part.index("=")] + "=[redacted]"
+            changed = True
+    return f"{path}?{'&'.join(parts)}" if changed else target
 
 
 class HTTPConnection:
@@ -46,7 +79,7 @@ class HTTPConnection:
     __slots__ = (
         "server", "loop", "transport", "parser", "client", "busy", "closed", "eof",
         "request", "stream", "task", "keep_alive", "request_started", "last_active",
-        "buffered", "_processing",
+        "buffered", "_processing", "paused_since", "paused_size",
     )
 
     def __init__(self, server) -> None:
@@ -66,6 +99,8 @@ class HTTPConnection:
         self.last_active = 0.0
         self.buffered = 0
         self._processing = False
+        self.paused_since = 0.0  # when the outbox went above high water (0: it is not)
+        self.paused_size = 0  # the smallest outbox size seen since (progress resets the clock)
 
     # -- transport callbacks -----------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -98,10 +133,14 @@ class HTTPConnection:
             self._process()
 
     def pause_writing(self) -> None:
+        # The write timeout's clock (checked by the server's sweep, rule 7): no per-event work.
+        self.paused_since = self.loop.time()
+        self.paused_size = self.transport.get_write_buffer_size()
         if self.stream is not None:
             self.stream.pause()
 
     def resume_writing(self) -> None:
+        self.paused_since = 0.0
         if self.stream is not None:
             self.stream.resume()
 
@@ -152,7 +191,8 @@ class HTTPConnection:
         try:
             result = self.server.app(request, self.client)
         except Exception:
-            log.exception("application error for %s %s", request.method, request.target)
+            log.exception("application error for %s %s", request.method,
+                          self._logged_target(request))
             result = Response({"error": "internal server error"}, status=500)
         self._handle_result(result)
 
@@ -174,8 +214,8 @@ class HTTPConnection:
             return
         if exc is not None:
             request = self.request
-            log.error("application error for %s %s", request.method, request.target,
-                      exc_info=exc)
+            log.error("application error for %s %s", request.method,
+                      self._logged_target(request), exc_info=exc)
             value = Response({"error": "internal server error"}, status=500)
         self._handle_result(value)
 
@@ -296,7 +336,13 @@ class HTTPConnection:
         if self.server.config.access_log:
             request = self.request
             access_log.info('%s:%d - "%s %s HTTP/%s" %d', self.client[0], self.client[1],
-                            request.method, request.target, request.version, status)
+                            request.method, self._logged_target(request), request.version,
+                            status)
+
+    def _logged_target(self, request) -> str:
+        # Tokens travel in query parameters (EventSource cannot send headers): never log them.
+        names = getattr(self.server.app, "secret_query_params", SECRET_QUERY_PARAMS)
+        return redact_target(request.target, names)
 
     # -- server housekeeping -----------------------------------------------------------
     def _cancel_work(self) -> None:
@@ -311,9 +357,24 @@ class HTTPConnection:
             self._close_stream(stream)
 
     def timed_out(self, now: float) -> bool:
-        """Close if a request is too slow to arrive or the connection idles too long."""
+        """Close if the client stopped reading, a request is too slow to arrive or the
+        connection idles too long."""
         config = self.server.config
-        if self.busy or self.closed:
+        if self.closed:
+            return False
+        if self.paused_since and config.write_timeout_seconds:
+            size = self.transport.get_write_buffer_size()
+            if size < self.paused_size:  # the client read something: progress
+                self.paused_since = now
+                self.paused_size = size
+            elif now - self.paused_since > config.write_timeout_seconds:
+                log.warning("%s:%d - client stopped reading: %d bytes unsent for %.0f s; "
+                            "closing", self.client[0], self.client[1], size,
+                            now - self.paused_since)
+                self.server.write_timeouts += 1
+                self.transport.abort()
+                return True
+        if self.busy:
             return False
         if self.request_started:
             if now - self.request_started > config.request_timeout_seconds:
@@ -330,6 +391,27 @@ class HTTPConnection:
             self.transport.close()
             return True
         return False
+
+    def send_retry(self, retry_ms: int) -> bool:
+        """Write the line ``retry: <retry_ms>`` into the open stream, right before the
+        server drain ends it; False if there is no stream.
+
+        NOTE: a line, not a frame: no blank line follows it. A client sets its reconnection
+        time when it reads the field, and at the end of the stream it discards the
+        unfinished event, so nothing is dispatched. A whole frame (``retry: N`` and a blank
+        line) dispatches nothing in a browser either, but some clients (httpx-sse and the
+        libraries built on it) report it as an empty ``message`` event. Frames the stream
+        still writes after it (a channel's pending events) carry the field along: harmless.
+        """
+        stream = self.stream
+        if stream is None or stream.done or self.transport.is_closing():
+            return False
+        frame = b"retry: %d\n" % retry_ms
+        if stream.chunked:
+            self.transport.writelines((b"%x\r\n" % len(frame), frame, b"\r\n"))
+        else:
+            self.transport.write(frame)
+        return True
 
     def drain(self) -> None:
         """Server shutdown: end a stream cleanly, close an idle connection."""

@@ -1,16 +1,40 @@
-"""The server lifecycle: bind, serve, housekeeping sweep, signals, graceful drain.
+"""The server lifecycle: bind, serve, housekeeping sweep, connection limits, signals,
+graceful drain.
 
 1. ``Server(app, config).run()`` binds the listening socket (``BindError`` if it cannot),
    logs where it listens, installs SIGINT/SIGTERM handlers and runs the loop.
-2. One housekeeping timer per second sweeps every connection: requests that take longer
-   than ``request_timeout_seconds`` to arrive get a 408 and are closed, idle keep-alive
+2. One housekeeping timer per second sweeps every connection: a connection whose client
+   stopped reading (outbox above the high-water mark, not shrinking for
+   ``write_timeout_seconds``) is aborted; requests that take longer than
+   ``request_timeout_seconds`` to arrive get a 408 and are closed, idle keep-alive
    connections past ``keepalive_timeout_seconds`` are closed, and streams with nothing
    written for ``heartbeat_seconds`` get a ``: ping`` comment. One sweep, not a timer per
-   connection.
-3. The first SIGINT/SIGTERM drains: the listener closes (no new connections), open streams
-   are ended cleanly (generator closed, last chunk written), idle connections close, and
-   responses in progress finish with ``Connection: close``. The loop stops when no
-   connection is left, or after ``graceful_timeout_seconds``; ``run()`` then returns 0.
+   connection, and nothing per event.
+3. Connection limits: beyond ``max_connections`` open connections, or
+   ``max_connections_per_client`` from one client address, a new connection is closed
+   right after ``accept``, before anything is read or written. That is the cheapest
+   refusal, and the right one for SSE: a browser's EventSource treats a connection closed
+   before a response as a network error and reconnects after its retry delay, whereas any
+   response other than ``200 text/event-stream`` (a 429 or 503 included) makes it fail
+   for good (readyState CLOSED; the HTML spec's "fail the connection"). A refusal is
+   logged, at most one warning a second: the others are counted in the next warning, or
+   in a summary line from the sweep.
+4. The first SIGINT/SIGTERM drains:
+   a. the listener closes (no new connections);
+   b. every open stream (generator stream or channel subscription) is given its own
+      reconnection delay, spread over ``DRAIN_RETRY_SECONDS`` (stratified jitter: the
+      values differ), so that reconnects spread out;
+   c. the streams are ended in up to ``DRAIN_WAVES`` waves, the first at once and the
+      others spread over the first half of ``graceful_timeout_seconds``, rather than all at
+      once. Ending one writes ``retry: <its delay>`` (see ``HTTPConnection.send_retry``),
+      then ends the stream cleanly (generator closed, last chunk written);
+   d. responses in progress finish with ``Connection: close``; a request that arrives on an
+      open connection during the drain is answered normally, with ``Connection: close``
+      (never a 5xx); idle connections are closed after the last wave; a stream that starts
+      during the drain is ended the same way at the next sweep;
+   e. the loop stops when no connection is left, or at ``graceful_timeout_seconds`` (what
+      is left is cut); the application's ``shutdown`` then closes (and fsyncs) the durable
+      channel logs, and ``run()`` returns 0.
    A second signal cuts every connection and returns at once, with 1.
 """
 
@@ -18,8 +42,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
+from collections import deque
 
 from conduit.config import Config
 from conduit.net.loop import Listener, Loop, create_listen_socket
@@ -28,6 +54,11 @@ from conduit.server.connection import HTTPConnection
 log = logging.getLogger("conduit.server")
 
 SWEEP_SECONDS = 1.0
+# Drain (rule 4): at most this many waves, spread over the first half of the graceful
+# timeout, and the window of the reconnection delays sent as ``retry:`` lines.
+DRAIN_WAVES = 5
+DRAIN_RETRY_SECONDS = (1.0, 5.0)
+REFUSAL_LOG_SECONDS = 1.0
 
 
 class BindError(OSError):
@@ -48,6 +79,16 @@ class Server:
         self.errors_by_status: dict = {}
         self.requests = 0
         self.events_sent_by_closed_streams = 0
+        self.write_timeouts = 0
+        self.refused = {"max_connections": 0, "max_connections_per_client": 0,
+                        "draining": 0}
+        self.per_client: dict = {}  # client address -> open connections
+        self._refusal_logged_at = -REFUSAL_LOG_SECONDS
+        self._refusals_unlogged = 0
+        self._waves: deque = deque()
+        self._wave_interval = 0.0
+        self._wave_count = 0
+        self._retry_ms: dict = {}  # drain: stream connection -> its reconnection delay
         self.started_at = None
         self.listener: Listener | None = None
         self._sweeper = None
@@ -125,10 +166,52 @@ class Server:
                  len(self.connections), len(self.streams))
         if self.listener is not None:
             self.listener.close()
-        for conn in list(self.connections):
-            conn.drain()
-        self._drain_deadline = self.loop.time() + self.config.graceful_timeout_seconds
+        graceful = self.config.graceful_timeout_seconds
+        self._drain_deadline = self.loop.time() + graceful
+        streams = [conn for conn in self.streams if conn.stream is not None]
+        random.shuffle(streams)
+        self._retry_ms = dict(zip(streams, retry_delays_ms(len(streams)), strict=True))
+        count = min(DRAIN_WAVES, len(streams))
+        if count:
+            size = -(-len(streams) // count)  # ceiling division
+            self._waves = deque(streams[i:i + size] for i in range(0, len(streams), size))
+            self._wave_count = len(self._waves)
+            self._wave_interval = graceful / 2 / DRAIN_WAVES
+            self._next_wave()
+        else:
+            self._after_waves()
         self._maybe_stop()
+
+    def _next_wave(self) -> None:
+        """End the next wave of streams (rule 4c); the last wave closes idle connections."""
+        if not self._waves or not self.draining:
+            return
+        group = self._waves.popleft()
+        ended = 0
+        for conn in group:
+            if conn.stream is not None and not conn.closed:
+                self._end_stream(conn)
+                ended += 1
+        log.info("drain: wave %d of %d ended %d streams", self._wave_count - len(self._waves),
+                 self._wave_count, ended)
+        if self._waves:
+            self.loop.call_later(self._wave_interval, self._next_wave)
+        else:
+            self._after_waves()
+
+    def _after_waves(self) -> None:
+        for conn in list(self.connections):
+            if conn.stream is not None:
+                self._end_stream(conn)
+            elif not conn.busy:
+                conn.drain()  # idle: close it
+
+    def _end_stream(self, conn) -> None:
+        # Its reconnection delay (a stream started during the drain gets a new one), then
+        # a clean end.
+        delay_ms = self._retry_ms.pop(conn, None)
+        conn.send_retry(delay_ms if delay_ms is not None else retry_delays_ms(1)[0])
+        conn.drain()
 
     def _maybe_stop(self) -> None:
         if self.draining and not self.connections:
@@ -140,17 +223,46 @@ class Server:
 
     def connection_opened(self, conn) -> None:
         self.connections.add(conn)
+        host = conn.client[0]
+        per_client = self.per_client
+        count = per_client[host] = per_client.get(host, 0) + 1
+        config = self.config
+        # NOTE: refusing is closing right after accept (rule 3): EventSource retries after
+        # a network error, and gives up for good after any 4xx/5xx.
         if self.draining:
-            conn.transport.close()
-        elif len(self.connections) > self.config.max_connections:
-            # NOTE: a plain close lets EventSource retry later; a 4xx/5xx would stop it.
-            log.warning("%s:%d - too many connections (%d); closing", conn.client[0],
-                        conn.client[1], self.config.max_connections)
+            self.refused["draining"] += 1
             conn.transport.abort()
+        elif len(self.connections) > config.max_connections:
+            self._refuse(conn, "max_connections", "too many connections",
+                         config.max_connections)
+        elif config.max_connections_per_client and count > config.max_connections_per_client:
+            self._refuse(conn, "max_connections_per_client",
+                         "too many connections from this client",
+                         config.max_connections_per_client)
+
+    def _refuse(self, conn, reason: str, what: str, limit: int) -> None:
+        self.refused[reason] += 1
+        now = self.loop.time()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_SECONDS:
+            more = self._refusals_unlogged
+            log.warning("%s:%d - %s (limit %d); closing%s", conn.client[0], conn.client[1],
+                        what, limit, f" ({more} more refused since the last warning)"
+                        if more else "")
+            self._refusal_logged_at = now
+            self._refusals_unlogged = 0
+        else:
+            self._refusals_unlogged += 1
+        conn.transport.abort()
 
     def connection_closed(self, conn) -> None:
         self.connections.discard(conn)
         self.streams.discard(conn)
+        host = conn.client[0]
+        count = self.per_client.get(host, 0) - 1
+        if count > 0:
+            self.per_client[host] = count
+        else:
+            self.per_client.pop(host, None)
         if self.draining:
             self._maybe_stop()
 
@@ -172,6 +284,11 @@ class Server:
             "uptime_seconds": self.loop.time() - self.started_at if self.started_at else 0.0,
         }
 
+    def outbox_bytes(self) -> int:
+        """Bytes queued in every connection's outbox, not yet taken by the kernel."""
+        return sum(conn.transport.get_write_buffer_size() for conn in self.connections
+                   if conn.transport is not None)
+
     def count_error(self, status: int) -> None:
         self.errors_by_status[status] = self.errors_by_status.get(status, 0) + 1
 
@@ -187,6 +304,15 @@ class Server:
             return
         for conn in list(self.connections):
             conn.timed_out(now)
+        if self.draining:
+            for conn in list(self.streams):
+                if conn not in self._retry_ms or not self._waves:  # started during the drain
+                    self._end_stream(conn)
+        if self._refusals_unlogged and now - self._refusal_logged_at >= REFUSAL_LOG_SECONDS:
+            log.warning("%d more connections refused over the connection limits",
+                        self._refusals_unlogged)
+            self._refusal_logged_at = now
+            self._refusals_unlogged = 0
         heartbeat = self.config.heartbeat_seconds
         if heartbeat:
             for conn in list(self.streams):
@@ -194,6 +320,15 @@ class Server:
                 if stream is not None and now - stream.last_write >= heartbeat:
                     stream.heartbeat()
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+
+def retry_delays_ms(count: int, low: float = DRAIN_RETRY_SECONDS[0],
+                    high: float = DRAIN_RETRY_SECONDS[1]) -> list:
+    """``count`` reconnection delays in milliseconds within [low, high) seconds, in
+    increasing order: one random value in each of ``count`` equal slices of the window
+    (stratified jitter), so they are spread evenly and differ while slices are >= 1 ms."""
+    span = (high - low) / count if count else 0.0
+    return [int(1000 * (low + (i + random.random()) * span)) for i in range(count)]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

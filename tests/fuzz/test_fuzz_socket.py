@@ -9,8 +9,9 @@ fields, a body framed by Content-Length or chunked) and nothing else, possibly n
 (a clean close); and it must be exactly what the sans-IO parser predicts for the same
 bytes: one response per request it parses, then one more with the error's status if it
 refuses the rest. A response more would mean bytes were read as a request the parser did
-not see (smuggling); one less, a request dropped. No handler error (5xx) is allowed, and
-after every example a fresh connection is served.
+not see (smuggling); one less, a request dropped. No handler error (5xx other than 501 for
+a method nothing implements) is allowed, and after every example a fresh connection is
+served.
 
 Examples: ``CONDUIT_FUZZ_EXAMPLES`` (default 150). Long run:
 ``CONDUIT_FUZZ_EXAMPLES=20000 python -m pytest -x -q tests/fuzz/test_fuzz_socket.py``
@@ -121,5 +122,7 @@ def test_mutated_requests_get_what_the_parser_predicts(fuzz_server, raw):
     assert len(statuses) == expected, (statuses, methods, error)
     if error is not None:
         assert statuses[-1] == error
-    assert all(status < 500 for status in statuses[:len(methods)]), statuses
+    # No handler error: the only 5xx an application may give is 501 for a method no route
+    # implements (a mutated method name).
+    assert all(status < 500 or status == 501 for status in statuses[:len(methods)]), statuses
     get_ok(server.address)

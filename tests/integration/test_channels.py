@@ -10,6 +10,7 @@ condition with a timeout that only matters when something is broken.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 
@@ -609,7 +610,8 @@ def test_graceful_shutdown_ends_subscriptions_with_the_last_chunk(topics):
     assert multi.next_event()["id"] == event_id
     topics.shutdown()
     for sub in (single, multi):
-        assert sub.rest_until_end() == b""  # the last chunk, nothing after the event
+        # the drain's retry line (the reconnection delay), then the last chunk
+        assert re.fullmatch(rb"retry: \d+\n", sub.rest_until_end())
         assert sub.ended
         assert sub.client.read_to_eof() == b""
         sub.close()
@@ -625,8 +627,9 @@ def test_drain_delivers_what_was_published_before_it(news):
     channel = news.channel
     with subscribe(news.address, "/events/news") as sub:
         event_id = news.call(lambda: (channel.publish("last words"), news.server.shutdown())[0])
-        ended = sub.rest_until_end()
-        assert ended == frame_of(event_id, "last words"), ended
+        ended = sub.rest_until_end()  # the drain's retry line, then the event
+        assert re.fullmatch(rb"retry: \d+\n" + re.escape(frame_of(event_id, "last words")),
+                            ended), ended
     news.thread.join(TIMEOUT)
 
 
@@ -643,7 +646,8 @@ def test_http_10_subscriber_is_close_delimited(news):
         assert [e["raw"] for e in sub.events(2)] == [
             frame_of(ids[0], "one"), frame_of(ids[1], {"two": 2}, "e")]
         news.shutdown()
-        assert sub.rest_until_end() == b""  # EOF ends it: no chunk framing at all
+        # the drain's retry line; EOF ends it: no chunk framing at all
+        assert re.fullmatch(rb"retry: \d+\n", sub.rest_until_end())
     news.thread.join(TIMEOUT)
 
 

@@ -1,16 +1,24 @@
-"""Graceful drain of the in-process server (``Server.shutdown()``, what SIGTERM triggers):
-streams end cleanly, responses in progress finish with Connection: close, no new clients."""
+"""Graceful drain: of the in-process server (``Server.shutdown()``, what SIGTERM triggers):
+streams end cleanly, responses in progress finish with Connection: close, no new clients;
+and of ``python -m conduit run`` with real signals: every stream gets its own ``retry:``
+delay (a field line just before its end), streams end in waves before the graceful
+timeout, requests during the drain get their normal answer, durable events are on disk,
+exit status 0."""
 
 from __future__ import annotations
 
+import json
+import re
+import signal
 import socket
 import threading
 
 import pytest
-from integration_helpers import TIMEOUT, RawClient, wait_for
+from integration_helpers import TIMEOUT, RawClient, SSESubscriber, request, subscribe, wait_for
 
 import conduit
 from conduit import App, SSEEvent
+from conduit.server.server import DRAIN_RETRY_SECONDS
 
 
 @pytest.fixture
@@ -75,7 +83,8 @@ def test_open_stream_ends_with_last_chunk_and_finally_runs(server, parts):
         idle.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert idle.read_response().body == b"ok"
         server.shutdown()
-        assert c.read_to_eof() == b"0\r\n\r\n"
+        # the reconnection delay (a retry line, its own chunk), then the last chunk
+        assert re.fullmatch(rb"c\r\nretry: \d{4}\n\r\n0\r\n\r\n", c.read_to_eof())
         assert idle.closed_by_peer()
     assert parts["finally"].is_set()
     server.thread.join(TIMEOUT)
@@ -105,3 +114,151 @@ def test_shutdown_twice_forces(server, parts):
         assert not server.thread.is_alive()
         assert server.exit_code == 1
         assert c.read_to_eof() == b""
+
+
+# -- SIGTERM to `python -m conduit run`: retry delays with jitter, waves, durable log ------
+DRAIN_APP = """
+import conduit
+from conduit import App, SSEEvent
+
+app = App(data_dir={data_dir!r})
+news = app.channel("news", durable=True)
+
+
+@app.get("/")
+def index(request):
+    return "ok"
+
+
+@app.get("/stream")
+async def stream(request):
+    yield SSEEvent("first")
+    while True:
+        await conduit.sleep(60)
+
+
+@app.get("/events")
+def events(request):
+    return news.subscribe(request)
+
+
+@app.post("/publish")
+def publish(request):
+    return {{"id": news.publish(request.body.decode())}}
+"""
+RETRY_LINE = re.compile(rb"retry: (\d+)\n")
+WAVE_LINE = re.compile(r"drain: wave (\d+) of (\d+) ended (\d+) streams")
+
+
+@pytest.fixture
+def drain_app(app_file, tmp_path):
+    return app_file(DRAIN_APP.format(data_dir=str(tmp_path / "data")))
+
+
+def open_streams(address, count: int) -> list:
+    """``count`` generator streams and ``count`` channel subscriptions, each past its first
+    frame (so each is registered as a stream on the server)."""
+    streams = []
+    for _ in range(count):
+        stream = SSESubscriber(address, "/stream")
+        assert stream.next_event()["data"] == "first"
+        streams.append(stream)
+        streams.append(subscribe(address, "/events"))
+    return streams
+
+
+def retry_of(stream) -> int:
+    """What the stream got after its first frames: exactly one retry line, then its end."""
+    rest = stream.rest_until_end()
+    match = RETRY_LINE.fullmatch(rest)
+    assert match, rest
+    assert stream.ended  # the last chunk: a clean end, not a cut
+    return int(match.group(1))
+
+
+def test_sigterm_sends_spread_retry_delays_and_ends_streams_in_waves(conduit_process,
+                                                                      drain_app):
+    proc = conduit_process(drain_app, "--timeout-graceful-shutdown", "4", "--no-access-log",
+                           "--heartbeat-seconds", "0")
+    streams = open_streams(proc.address, 5)
+    try:
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.stderr()
+        # The kernel kept what was sent before each close: read it now.
+        retries = [retry_of(stream) for stream in streams]
+    finally:
+        for stream in streams:
+            stream.close()
+    low, high = (int(1000 * s) for s in DRAIN_RETRY_SECONDS)
+    assert all(low <= ms < high for ms in retries), retries
+    assert len(set(retries)) == len(retries), retries  # each client its own delay
+    log = proc.stderr()
+    waves = [tuple(map(int, m.groups())) for m in WAVE_LINE.finditer(log)]
+    assert len(waves) > 1, log
+    assert [w[0] for w in waves] == list(range(1, len(waves) + 1)), waves
+    assert all(w[1] == len(waves) for w in waves), waves
+    assert sum(w[2] for w in waves) == len(streams), waves
+    assert "graceful timeout" not in log, log  # all ended before the timeout
+
+
+def test_requests_during_the_drain_are_answered_with_connection_close(conduit_process,
+                                                                      drain_app):
+    """Connections already open when the drain starts: a request gets its normal answer
+    (never a 5xx) with Connection: close; a stream started then gets a retry line and
+    ends at the next sweep."""
+    proc = conduit_process(drain_app, "--timeout-graceful-shutdown", "60", "--no-access-log",
+                           "--keepalive-timeout-seconds", "60")
+    idle = [RawClient(proc.address) for _ in range(2)]
+    for client in idle:
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        resp = client.read_response()
+        assert resp.status == 200 and resp.header(b"Connection") is None  # kept alive
+    streams = open_streams(proc.address, 1)  # two streams: two waves, 6 s apart
+    try:
+        proc.signal(signal.SIGTERM)
+        proc.wait_for_line(r"drain: wave 1 of 2 ended 1 streams")
+        plain, late = idle
+        plain.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        resp = plain.read_response()
+        assert (resp.status, resp.body) == (200, b"ok")
+        assert resp.header(b"Connection") == b"close"
+        assert plain.closed_by_peer()
+        late.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        resp = late.read_response()  # chunked: read to the last chunk
+        assert resp.status == 200 and resp.header(b"Connection") == b"close"
+        assert re.fullmatch(rb"data: first\n\nretry: \d+\n", resp.body), resp.body
+        assert late.closed_by_peer()
+    finally:
+        for stream in streams:
+            stream.close()  # the second wave need not be waited for
+        for client in idle:
+            client.close()
+    assert proc.wait() == 0, proc.stderr()
+    assert "graceful timeout" not in proc.stderr()
+
+
+def test_durable_events_published_just_before_sigterm_are_on_disk(conduit_process,
+                                                                  drain_app, tmp_path):
+    proc = conduit_process(drain_app, "--no-access-log")
+    with subscribe(proc.address, "/events") as sub:
+        ids = [post_json_text(proc.address, f"event {i}") for i in range(5)]
+        assert [e["id"] for e in sub.events(5)] == ids
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.stderr()
+    records = []
+    segments = sorted((tmp_path / "data" / "channels" / "news").glob("*.log"))
+    assert segments
+    for segment in segments:
+        lines = segment.read_text().splitlines()
+        assert lines and all(lines), segment
+        records += [json.loads(line) for line in lines[1:]]  # after the header
+    assert [r["data"] for r in records] == [f"event {i}" for i in range(5)]
+    assert [str(r["seq"]) for r in records] == [i.rpartition("-")[2] for i in ids]
+
+
+def post_json_text(address, text: str) -> str:
+    body = text.encode()
+    resp = request(address, b"POST /publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert resp.status == 200, resp
+    return json.loads(resp.body)["id"]

@@ -169,7 +169,7 @@ def test_405_has_allow_header(server):
         body = b'{"error":"method DELETE not allowed"}'
         assert c.read_response().raw == (
             b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
-            b"Allow: GET, HEAD\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            b"Allow: GET, HEAD, OPTIONS\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
 @pytest.mark.parametrize("path", ["/count", "/async-count"])

@@ -107,3 +107,33 @@ def test_connection_idle_from_the_start_is_closed(serve):
     server = serve(make_app(), keepalive_timeout_seconds=1)
     with RawClient(server.address) as c:
         assert c.closed_by_peer()
+
+
+def test_slowloris_is_closed_while_a_normal_client_is_served(serve, server_log):
+    """A client that trickles its head a byte at a time never finishes a request: the
+    request timeout (from its first byte, not its last) closes it with a 408, while other
+    clients are served at once."""
+    server = serve(make_app(), request_timeout_seconds=2, keepalive_timeout_seconds=30)
+    with RawClient(server.address) as slow:
+        slow.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        # A normal client on another connection, while the slowloris is still open.
+        with RawClient(server.address) as normal:
+            normal.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert normal.read_response().body == b"ok"
+        assert slow.nothing_pending()
+        trickled = 0
+        closed = False
+        for _ in range(200):  # one byte, then wait up to 0.25 s for the server's answer
+            try:
+                slow.send(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            trickled += 1
+            if not slow.nothing_pending(wait=0.25):
+                break
+        assert trickled > 1, "the server answered before the client trickled anything"
+        if not closed:
+            assert slow.read_to_eof() == REQUEST_TIMEOUT_408
+    assert any("request not received" in r.getMessage() for r in server_log.records)
+    wait_for(lambda: server.connection_count() == 0)
