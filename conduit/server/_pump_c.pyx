@@ -10,9 +10,11 @@ How this twin is fast
 2. Frames are copied into one malloc'd batch buffer that keeps room in front for the
    chunk-size line, so a batch becomes one HTTP chunk without a join or a second buffer:
    the hex size is written right-aligned into that room when the batch is sent, and the
-   size line, frames and CRLF go to the transport as one piece: straight into the compiled
-   transport's outbox (``_append``, no intermediate ``bytes``), or as one ``bytes`` object
-   for the pure transport.
+   size line, frames and CRLF go to the transport as one piece: to the compiled transport
+   with ``_writev3``, which sends at once when nothing is queued on the connection (no
+   copy, no outbox allocated) and queues only what the socket did not take; the batch
+   that ends a stream carries the last chunk in the same system call. The pure transport
+   gets one ``bytes`` object.
 3. ``last_write`` comes from ``clock_gettime(CLOCK_MONOTONIC)``, the clock behind
    ``time.monotonic()`` and the loop's ``time()``.
 """
@@ -40,6 +42,7 @@ __all__ = ["Stream", "to_frame"]
 DEF HEAD_ROOM = 18  # 16 hex digits + CRLF: room for any chunk-size line
 
 cdef const char* HEX_DIGITS = b"0123456789abcdef"
+cdef const char* LAST_CHUNK_C = b"0\r\n\r\n"
 
 
 cdef inline bytes _frame_of(object item):
@@ -65,7 +68,8 @@ cdef class Stream:
     cdef public Py_ssize_t high_water
     cdef bint _scheduled
     cdef bint _is_async
-    cdef bint _direct       # the transport is the compiled one: append to its outbox in C
+    cdef bint _direct       # the transport is the compiled one: write to it in C
+    cdef bint _last_sent    # the last chunk went out with the final batch
     cdef object _aw
     cdef object _waiting
     cdef Py_ssize_t _token
@@ -132,7 +136,9 @@ cdef class Stream:
             return 0
         return self._add(_frame_of(item))
 
-    cdef int _send_batch(self) except -1:
+    cdef int _send_batch(self, bint last=False) except -1:
+        # ``last``: the stream ends after this batch; the compiled transport then gets the
+        # last chunk in the same system call.
         cdef Py_ssize_t size = self._len - HEAD_ROOM
         cdef Py_ssize_t start = HEAD_ROOM
         cdef Py_ssize_t end = self._len
@@ -159,18 +165,17 @@ cdef class Stream:
         self._batched = 0
         self.last_write = monotonic()
         if self._direct:
-            self._append_direct(<CTransport>self.transport, start, end)
+            # Sent at once when nothing is queued on the connection (no copy), else queued
+            # (see Transport._writev3); with the last chunk when the stream ends here.
+            if last and self.chunked:
+                self._last_sent = True
+                (<CTransport>self.transport)._writev3(
+                    self._buf + start, end - start, LAST_CHUNK_C, 5, NULL, 0)
+            else:
+                (<CTransport>self.transport)._writev3(
+                    self._buf + start, end - start, NULL, 0, NULL, 0)
         else:
             self.transport.write(PyBytes_FromStringAndSize(self._buf + start, end - start))
-        return 0
-
-    cdef int _append_direct(self, CTransport transport, Py_ssize_t start,
-                            Py_ssize_t end) except -1:
-        # What Transport.write does, minus the bytes object it would be handed.
-        if transport._closing or transport._closed:
-            return 0
-        transport._append(self._buf + start, end - start)
-        transport._wrote()
         return 0
 
     # -- driving -----------------------------------------------------------------------
@@ -190,7 +195,7 @@ cdef class Stream:
             while self._len < limit:
                 self._add_item(next(gen))
         except StopIteration:
-            self._send_batch()
+            self._send_batch(True)
             self._end(None)
             return
         except Exception as exc:
@@ -221,7 +226,7 @@ cdef class Stream:
                 continue
             except StopAsyncIteration:
                 self._aw = None
-                self._send_batch()
+                self._send_batch(True)
                 self._end(None)
                 return
             except Exception as error:
@@ -280,7 +285,7 @@ cdef class Stream:
         if self.done:
             return
         self.done = True
-        if self.chunked:
+        if self.chunked and not self._last_sent:
             self.transport.write(LAST_CHUNK)
         if exc is not None:
             log.error("stream handler raised; stream ended", exc_info=exc)
