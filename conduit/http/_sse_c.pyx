@@ -270,6 +270,16 @@ cdef inline const char* _plain_utf8(object s, Py_ssize_t* n, bint nul) noexcept:
     return p
 
 
+cdef inline bint _small_int(object v, long long* value, Py_ssize_t* length) noexcept:
+    # An exact int that fits a long long: its value and its decimal length; else False.
+    cdef int overflow = 0
+    value[0] = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow:
+        return False
+    length[0] = _ll_len(value[0])
+    return True
+
+
 # The last event name _simple validated, and its UTF-8: a stream sends the same name again
 # and again, so the same str object is checked once. (The reference keeps the str alive,
 # so the same object means the same, already validated, text.)
@@ -284,14 +294,11 @@ cdef bint _simple(SSEEvent ev, object data, object event, object id) noexcept:
     False, with nothing raised, when the event is not simple or a field is invalid; the
     caller then runs _build, which fills every field again (or raises, in rule-7 order).
     """
-    cdef int overflow = 0
     cdef Py_ssize_t total = 8   # "data: " + "\n\n"
     if type(data) is int:
-        ev._dval = PyLong_AsLongLongAndOverflow(data, &overflow)
-        if overflow:
+        if not _small_int(data, &ev._dval, &ev._dn):
             return False
         ev._dnum = True
-        ev._dn = _ll_len(ev._dval)
         total += ev._dn
     elif PyUnicode_CheckExact(data):
         ev._dp = _utf8_and_size(data, &ev._dn)
@@ -325,11 +332,9 @@ cdef bint _simple(SSEEvent ev, object data, object event, object id) noexcept:
     ev._in = -1
     if id is not None:
         if type(id) is int:
-            ev._ival = PyLong_AsLongLongAndOverflow(id, &overflow)
-            if overflow:
+            if not _small_int(id, &ev._ival, &ev._in):
                 return False
             ev._inum = True
-            ev._in = _ll_len(ev._ival)
             total += 5 + ev._in
         elif PyUnicode_CheckExact(id):
             ev._ip = _plain_utf8(id, &ev._in, True)
