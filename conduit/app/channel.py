@@ -44,6 +44,12 @@ registered: a refused subscriber gets 401/403 and never a byte of the stream.
 Publishing from other threads: ``publish`` may be called from any thread. The id is
 assigned and the durable record written before it returns; the frame reaches the shared
 buffer on the loop thread, in id order (the loop's wake-up hands it over).
+
+With a broker (``Hub.broker``, ``conduit.app.broker``: the workers of ``--workers N``, or
+Redis with ``--broker``), the broker is the id source and the order: ``publish`` returns
+the id the broker gave once the broker has the event, and the frame enters this process's
+buffers when the broker's feed brings it back (``Hub.deliver``), as on every other process.
+The epoch is the broker's, so a cursor from any process resumes on any other.
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ class Hub:
         self.loop = None
         self.loop_thread = None
         self._issued = False
+        self.broker = None  # a conduit.app.broker.Broker: set before the server starts
 
     @property
     def data_dir(self) -> str:
@@ -125,12 +132,72 @@ class Hub:
         for channel in self.channels.values():
             channel.frames.loop = loop
             channel.drain()
+        if self.broker is not None:
+            self.broker.attach(self)
 
     def shutdown(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
         for channel in self.channels.values():
             channel.close()
         self.loop = None
         self.loop_thread = None
+
+    # -- the broker's side (conduit.app.broker) ------------------------------------------
+    def set_epoch(self, epoch: str) -> None:
+        """Take the broker's epoch (at attach, or when the broker lost its state)."""
+        with self.lock:
+            self.epoch = epoch
+
+    def restore(self, name: str, records, complete_after: int) -> None:
+        """Replace channel ``name``'s history with ``records`` ((seq, event, data), oldest
+        first); its history is complete after sequence ``complete_after``. Loop thread."""
+        channel = self.channels.get(name)
+        if channel is None:
+            return
+        with self.lock:
+            flog = channel.frames
+            channel._complete_after = complete_after
+            channel._pending.clear()
+            for seq, event, data in records:
+                if flog.seqs and seq <= flog.seqs[-1]:
+                    continue
+                flog.append(seq, SSEEvent(data, event=event, id=self.id_of(seq)).encode())
+                if seq > self.seq:
+                    self.seq = seq
+            if complete_after > self.seq:
+                self.seq = complete_after
+
+    def deliver(self, records) -> None:
+        """Append events from the broker's feed ((seq, channel, event, data), ascending
+        seq) to their channels; what a channel already has is skipped. Loop thread."""
+        with self.lock:
+            channels = self.channels
+            id_of = self.id_of
+            for seq, name, event, data in records:
+                if seq > self.seq:
+                    self.seq = seq
+                channel = channels.get(name)
+                if channel is None:
+                    continue  # a channel another app version declares: not ours to serve
+                flog = channel.frames
+                if flog.seqs and seq <= flog.seqs[-1]:
+                    continue
+                flog.append(seq, SSEEvent(data, event=event, id=id_of(seq)).encode())
+                channel.published += 1
+
+    def deliver_threadsafe(self, records) -> None:
+        """``deliver`` from the broker's own thread (through the loop's wake-up)."""
+        loop = self.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.deliver, records)
+
+    def gap(self, name: str, complete_after: int) -> None:
+        """Channel ``name`` misses events up to ``complete_after`` (trimmed from the broker
+        before this process read them): older cursors get the reset event. Loop thread."""
+        channel = self.channels.get(name)
+        if channel is not None and complete_after > channel._complete_after:
+            channel._complete_after = complete_after
 
     def on_loop_thread(self) -> bool:
         return self.loop is None or threading.get_ident() == self.loop_thread
@@ -149,6 +216,10 @@ class Hub:
         stale = []
         reason = None
         parsed = self.parse(cursor) if cursor else None
+        if (self.broker is not None and parsed is not None and parsed[0] == self.epoch
+                and parsed[1] > self.seq):
+            # The client saw this event on another process a moment ago: fetch it first.
+            self.broker.catch_up()
         with self.lock:
             for channel in channels:
                 # Publishes handed over by other threads go into the buffers first, so
@@ -239,6 +310,11 @@ class Channel:
         compact JSON). The frame is encoded once here; every subscriber gets those bytes.
         """
         hub = self.hub
+        if hub.broker is not None:
+            text = SSEEvent(data, event=event).data  # validated and made text here
+            seq = hub.broker.publish(self.name, event, text)
+            hub._issued = True
+            return hub.id_of(seq)
         with hub.lock:
             seq = hub.next_seq()
             event_id = hub.id_of(seq)
