@@ -34,6 +34,15 @@ How this twin is fast
    make theirs when first read), one copy. ``encode()`` builds the frame the first time
    and keeps it, so it is still one object, built once, for every later caller (a channel
    formats once and sends the same bytes to every subscriber).
+8. A number held in one 30-bit digit (every id and counter below a billion) is read from the
+   int object in place (``conduit_compact_long``); larger ones go through
+   ``PyLong_AsLongLongAndOverflow``.
+9. ``SSEEvent(data, event=..., id=...)`` is called through the type's ``tp_vectorcall``
+   (``_sse_vectorcall``, at the end of this file): no argument tuple, no keyword dict, no
+   keyword parsing. A generator that yields one event per item spends about a quarter of
+   its time building the event, and this was most of that.
+10. Short copies (an event name, a short str) are two overlapping 4- or 8-byte moves, not
+    a call into libc's memcpy; a number's length comes from its bit length.
 """
 
 cimport cython
@@ -45,7 +54,8 @@ from cpython.bytes cimport (
     PyBytes_GET_SIZE,
 )
 from cpython.exc cimport PyErr_Clear
-from cpython.object cimport PyObject_Str
+from cpython.object cimport PyObject, PyObject_Str, PyTypeObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.unicode cimport (
     PyUnicode_Check,
@@ -62,6 +72,92 @@ cdef extern from "Python.h":
     # NOTE: declared without an exception clause on purpose (rule 5): the caller checks
     # for NULL and calls _raise_unencodable, which clears the error and raises ours.
     const char* _utf8_and_size "PyUnicode_AsUTF8AndSize"(object s, Py_ssize_t* size)
+    Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
+
+cdef extern from *:
+    """
+    /* Rule 8: an exact int held in one digit (|v| < 2**30) read without a call. */
+    static inline int conduit_compact_long(PyObject *v, long long *out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+            *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)v);
+            return 1;
+        }
+        return 0;
+    #else
+        Py_ssize_t size = Py_SIZE(v);
+        if (size == 1) { *out = (long long)((PyLongObject *)v)->ob_digit[0]; return 1; }
+        if (size == 0) { *out = 0; return 1; }
+        if (size == -1) { *out = -(long long)((PyLongObject *)v)->ob_digit[0]; return 1; }
+        return 0;
+    #endif
+    }
+    /* Rule 9: SSEEvent(...) through vectorcall. A type's tp_vectorcall is never inherited
+       (and SSEEvent is final), so this only ever sees SSEEvent itself. */
+    static vectorcallfunc conduit_sse_new_vectorcall = NULL;
+    static inline void conduit_set_type_vectorcall(PyTypeObject *type, void *func) {
+        /* Cython's own vectorcall (when it makes one) allocates without an argument
+           tuple; it is kept to make the empty object that _sse_fill fills. */
+        conduit_sse_new_vectorcall = type->tp_vectorcall;
+        type->tp_vectorcall = (vectorcallfunc)func;
+    }
+    static inline PyObject *conduit_new_empty(PyTypeObject *type, PyObject *empty) {
+        if (conduit_sse_new_vectorcall != NULL)
+            return conduit_sse_new_vectorcall((PyObject *)type, NULL, 0, NULL);
+        return type->tp_new(type, empty, NULL);
+    }
+    /* Rule 10: the short copies of _emit (an event name, a str id or data) without a call
+       into libc: two overlapping loads and stores cover any length from 4 to 16. */
+    static inline char *conduit_put(char *w, const char *s, Py_ssize_t n) {
+        if (n > 16) { memcpy(w, s, (size_t)n); return w + n; }
+        if (n >= 8) {
+            uint64_t a, b;
+            memcpy(&a, s, 8); memcpy(&b, s + n - 8, 8);
+            memcpy(w, &a, 8); memcpy(w + n - 8, &b, 8);
+        } else if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4);
+            memcpy(w, &a, 4); memcpy(w + n - 4, &b, 4);
+        } else if (n > 0) {
+            w[0] = s[0]; w[n >> 1] = s[n >> 1]; w[n - 1] = s[n - 1];
+        }
+        return w + n;
+    }
+    /* u's decimal digits written right to left, ending just before end: two digits per
+       step from a table of pairs, with 32-bit arithmetic once u fits (a cheaper divide). */
+    static inline void conduit_digits(char *end, unsigned long long u, const char *pairs) {
+        char *p = end;
+        uint32_t v, q;
+        while (u > 0xFFFFFFFFULL) {
+            unsigned long long q64 = u / 100;
+            p -= 2;
+            memcpy(p, pairs + 2 * (unsigned int)(u - q64 * 100), 2);
+            u = q64;
+        }
+        v = (uint32_t)u;
+        while (v >= 100) {
+            q = v / 100;
+            p -= 2;
+            memcpy(p, pairs + 2 * (v - q * 100), 2);
+            v = q;
+        }
+        if (v >= 10) memcpy(p - 2, pairs + 2 * v, 2);
+        else p[-1] = (char)('0' + v);
+    }
+    /* Decimal length of u (u <= 2**63): log10 from the bit length, one compare to fix. */
+    static inline Py_ssize_t conduit_ull_len(unsigned long long u,
+                                             const unsigned long long *pow10) {
+        unsigned long long v = u | 1;
+        unsigned int t = ((unsigned int)(64 - __builtin_clzll(v)) * 1233u) >> 12;
+        return (Py_ssize_t)t - (v < pow10[t]) + 1;
+    }
+    """
+    bint conduit_compact_long(object v, long long* out) noexcept
+    void conduit_set_type_vectorcall(PyTypeObject* type, void* func) noexcept
+    object conduit_new_empty(PyTypeObject* type, object empty)
+    char* conduit_put(char* w, const char* s, Py_ssize_t n) noexcept nogil
+    void conduit_digits(char* end, unsigned long long u, const char* pairs) noexcept nogil
+    Py_ssize_t conduit_ull_len(unsigned long long u, const unsigned long long* pow10) noexcept nogil
 
 # NOTE: json.dumps with non-default arguments builds a JSONEncoder per call; this one
 # encoder gives the same output as json.dumps(value, separators=(",", ":"),
@@ -193,8 +289,7 @@ cdef inline Py_ssize_t _next_line_end(_LineEnds* ends, const char** at) noexcept
 
 
 cdef inline char* _put(char* w, const char* src, Py_ssize_t n) noexcept nogil:
-    memcpy(w, src, n)
-    return w + n
+    return conduit_put(w, src, n)
 
 
 cdef unsigned long long[20] _POW10 = [
@@ -206,19 +301,11 @@ cdef unsigned long long[20] _POW10 = [
 
 
 cdef inline Py_ssize_t _ll_len(long long v) noexcept nogil:
-    # The length of v in decimal, sign included. (PERF: compares against powers of ten,
-    # independent of each other, instead of a chain of divisions.)
-    cdef Py_ssize_t n = 1
-    cdef Py_ssize_t sign = 0
-    cdef unsigned long long u
+    # The length of v in decimal, sign included. (PERF: from the bit length and one
+    # compare against a power of ten, instead of a chain of divisions or compares.)
     if v < 0:
-        u = <unsigned long long>0 - <unsigned long long>v
-        sign = 1
-    else:
-        u = <unsigned long long>v
-    while n < 20 and u >= _POW10[n]:
-        n += 1
-    return n + sign
+        return conduit_ull_len(<unsigned long long>0 - <unsigned long long>v, _POW10) + 1
+    return conduit_ull_len(<unsigned long long>v, _POW10)
 
 
 cdef const char* _DIGIT_PAIRS = (
@@ -233,28 +320,11 @@ cdef inline char* _write_ll(long long v, Py_ssize_t n, char* w) noexcept nogil:
     # left, two at a time; the end returned. (PERF: no scratch buffer: copying digits just
     # stored byte by byte out of one stalls on store forwarding.)
     cdef char* end = w + n
-    cdef char* p = end
-    cdef unsigned long long u
-    cdef unsigned int pair
     if v < 0:
-        u = <unsigned long long>0 - <unsigned long long>v
         w[0] = b'-'
+        conduit_digits(end, <unsigned long long>0 - <unsigned long long>v, _DIGIT_PAIRS)
     else:
-        u = <unsigned long long>v
-    while u >= 100:
-        pair = <unsigned int>(u % 100) * 2
-        u //= 100
-        p -= 2
-        p[0] = _DIGIT_PAIRS[pair]
-        p[1] = _DIGIT_PAIRS[pair + 1]
-    if u >= 10:
-        pair = <unsigned int>u * 2
-        p -= 2
-        p[0] = _DIGIT_PAIRS[pair]
-        p[1] = _DIGIT_PAIRS[pair + 1]
-    else:
-        p -= 1
-        p[0] = <char>(48 + <int>u)
+        conduit_digits(end, <unsigned long long>v, _DIGIT_PAIRS)
     return end
 
 
@@ -273,6 +343,9 @@ cdef inline const char* _plain_utf8(object s, Py_ssize_t* n, bint nul) noexcept:
 cdef inline bint _small_int(object v, long long* value, Py_ssize_t* length) noexcept:
     # An exact int that fits a long long: its value and its decimal length; else False.
     cdef int overflow = 0
+    if conduit_compact_long(v, value):
+        length[0] = _ll_len(value[0])
+        return True
     value[0] = PyLong_AsLongLongAndOverflow(v, &overflow)
     if overflow:
         return False
@@ -568,11 +641,13 @@ def comment(text=""):
 cdef class SSEEvent:
     """One server-sent event, validated and framed once when it is built (see _sse_c.pyi)."""
 
-    def __cinit__(self, data, event=None, id=None, retry=None):
-        if retry is None and _simple(self, data, event, id):
-            return
-        self._dnum = self._inum = False
-        _build(data, event, id, retry, self)
+    def __cinit__(self):
+        # Rule 9: SSEEvent(...) goes through _sse_vectorcall, which fills the fields; an
+        # object made by SSEEvent.__new__ alone (which passes no data) is SSEEvent("").
+        self._dp = ""
+        self._en = -1
+        self._in = -1
+        self._size = 8
 
     cdef char* _emit(self, char* w) noexcept:
         # The frame of a simple event into w (room for _size bytes); the end returned.
@@ -611,6 +686,8 @@ cdef class SSEEvent:
     @property
     def data(self):
         if self._data is None:
+            if not self._dnum:
+                return ""  # made by SSEEvent.__new__ alone (see __cinit__)
             self._data = PyObject_Str(<object>self._dval)
         return self._data
 
@@ -655,6 +732,84 @@ cdef class SSEEvent:
 
     def __reduce__(self):
         return (SSEEvent, (self.data, self.event, self.id, self.retry))
+
+
+# -- rule 9: SSEEvent(...) without an argument tuple or keyword dict ------------------------
+# CPython calls a type through tp_new(type, args, kwargs): the call site's arguments become a
+# tuple and, for event=/id=, a dict, which __cinit__ then parses back. With tp_vectorcall
+# the call gets them as an array and the keyword names as a tuple of (interned) strs: the
+# names are matched by identity, a new object comes from tp_new with one cached argument
+# tuple that tells __cinit__ to leave it to us, and the fields are filled exactly as
+# __cinit__ would. Anything unusual (other positional counts, keyword names that are not
+# the interned strs, a repeated keyword) goes the ordinary way, with the ordinary errors.
+cdef tuple _EMPTY = ()
+cdef str _KW_EVENT = "event"
+cdef str _KW_ID = "id"
+cdef str _KW_RETRY = "retry"
+
+
+cdef object _sse_vectorcall(object cls, PyObject** args, size_t nargsf, PyObject* kwnames):
+    # Borrowed references throughout: the caller holds the arguments for the call.
+    cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
+    cdef Py_ssize_t nkw = 0
+    cdef Py_ssize_t i
+    cdef PyObject* none = <PyObject*>None
+    cdef PyObject* event = none
+    cdef PyObject* id = none
+    cdef PyObject* retry = none
+    cdef PyObject* name
+    cdef PyObject* value
+    cdef int seen = 0
+    if kwnames != NULL:
+        nkw = PyTuple_GET_SIZE(<object>kwnames)
+    if nargs != 1:
+        return _sse_call_slow(cls, args, nargs, kwnames)
+    for i in range(nkw):
+        name = PyTuple_GET_ITEM(<object>kwnames, i)
+        value = args[1 + i]
+        if name == <PyObject*>_KW_EVENT and not seen & 1:
+            event = value
+            seen |= 1
+        elif name == <PyObject*>_KW_ID and not seen & 2:
+            id = value
+            seen |= 2
+        elif name == <PyObject*>_KW_RETRY and not seen & 4:
+            retry = value
+            seen |= 4
+        else:
+            return _sse_call_slow(cls, args, nargs, kwnames)
+    return _sse_fill(cls, <object>args[0], <object>event, <object>id, <object>retry)
+
+
+cdef inline object _sse_fill(object cls, object data, object event, object id, object retry):
+    cdef SSEEvent ev = <SSEEvent>conduit_new_empty(<PyTypeObject*>cls, _EMPTY)
+    if retry is None and _simple(ev, data, event, id):
+        return ev
+    ev._dnum = ev._inum = False
+    _build(data, event, id, retry, ev)
+    return ev
+
+
+def _sse_arguments(data, event=None, id=None, retry=None):
+    return data, event, id, retry
+
+
+cdef object _sse_call_slow(object cls, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    # Python's own argument binding (and its error messages, under SSEEvent's name).
+    cdef Py_ssize_t i
+    positional = [<object>args[i] for i in range(nargs)]
+    keywords = {}
+    if kwnames != NULL:
+        for i in range(PyTuple_GET_SIZE(<object>kwnames)):
+            keywords[<object>PyTuple_GET_ITEM(<object>kwnames, i)] = <object>args[nargs + i]
+    try:
+        data, event, id, retry = _sse_arguments(*positional, **keywords)
+    except TypeError as exc:
+        raise TypeError(str(exc).replace("_sse_arguments()", "SSEEvent()")) from None
+    return _sse_fill(cls, data, event, id, retry)
+
+
+conduit_set_type_vectorcall(<PyTypeObject*>SSEEvent, <void*>_sse_vectorcall)
 
 
 __all__ = ["SSEEvent", "comment", "encode_event"]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sse_spec import Event
 
 from conduit import _ext
+from conduit.http import _sse_py
 from conduit.http import sse as public_sse
 
 TWINS = _ext.twins("conduit.http", "sse")
@@ -724,3 +725,67 @@ def test_simple_event_refuses_what_the_general_path_refuses(sse):
         sse.SSEEvent(1, event="\udfff")
     with pytest.raises(TypeError, match="SSE id must be a str, an int or None"):
         sse.SSEEvent(1, id=1.5)
+
+
+# --- how SSEEvent is called (the compiled twin's vectorcall, rule 9 of _sse_c) ------------
+
+_NUMBER_EDGES = sorted({
+    sign * (base + delta)
+    for base in [0, 2**30, 2**31, 2**32, 2**62, *(10**k for k in range(19))]
+    for delta in (-1, 0, 1)
+    for sign in (1, -1)
+    if -(2**63) <= sign * (base + delta) < 2**63
+} | {2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 10**30})
+
+
+@pytest.mark.parametrize("number", _NUMBER_EDGES)
+def test_numbers_at_digit_and_word_boundaries(sse, number):
+    """One-digit ints (read in place), 32-bit and 64-bit digit loops, and ints past a long
+    long all give the decimal text, as data and as id, exactly as the pure twin does."""
+    text = str(number)
+    evt = sse.SSEEvent(number, event="n", id=number)
+    assert evt.encode() == f"event: n\nid: {text}\ndata: {text}\n\n".encode()
+    assert (evt.data, evt.id) == (text, text)
+    assert sse.SSEEvent(number).encode() == f"data: {text}\n\n".encode()
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    (("x",), {}),
+    (("x", "e"), {}),
+    (("x", "e", "7"), {}),
+    (("x", "e", 7, 5), {}),
+    (("x",), {"id": 7, "event": "e"}),
+    (("x",), {"retry": 5, "id": "a"}),
+    ((), {"data": "x", "event": "e"}),
+    (("x", "e"), {"retry": 3}),
+])
+def test_every_call_shape_builds_the_same_event(sse, args, kwargs):
+    expected = _sse_py.encode_event(*args, **kwargs)
+    assert sse.SSEEvent(*args, **kwargs).encode() == expected
+    assert sse.SSEEvent(*args, **dict(kwargs)).encode() == expected  # keys not interned
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((), {}),
+    ((), {"event": "e"}),
+    (("x",), {"evnt": "e"}),
+    (("x", "e"), {"event": "f"}),
+    (("x", "e", 1, 2, 3), {}),
+    (("x",), {"data": "y"}),
+])
+def test_bad_call_shapes_are_type_errors_naming_sseevent(sse, args, kwargs):
+    with pytest.raises(TypeError) as info:
+        sse.SSEEvent(*args, **kwargs)
+    assert "_sse_arguments" not in str(info.value)
+
+
+def test_new_alone_is_refused_or_an_empty_event(sse):
+    """SSEEvent.__new__ without data either refuses (the pure twin) or gives the empty
+    event (the compiled twin, whose fields are filled after allocation): never an object
+    whose frame would be written from unset fields."""
+    try:
+        evt = sse.SSEEvent.__new__(sse.SSEEvent)
+    except TypeError:
+        return
+    assert evt.encode() == b"data: \n\n" and evt == sse.SSEEvent("")
+    assert (evt.data, evt.event, evt.id, evt.retry) == ("", None, None, None)
