@@ -118,7 +118,14 @@ class Request:
 
     def _pairs(self) -> list:
         if self._query_list is None:
-            self._query_list = parse_qsl(self.query_string, keep_blank_values=True)
+            query = self.query_string
+            if "%" in query or "+" in query:
+                self._query_list = parse_qsl(query, keep_blank_values=True)
+            else:
+                # PERF: what parse_qsl(keep_blank_values=True) gives when nothing is
+                # escaped, at a fifth of its cost: "a=1&b&&c=" -> a=1, b="", c="".
+                self._query_list = [part.partition("=")[::2]
+                                    for part in query.split("&") if part]
         return self._query_list
 
     @property
