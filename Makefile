@@ -15,7 +15,7 @@ annotate:           ## Cython's HTML annotation of the hot modules (yellow = Pyt
 
 test: install       ## install, then every test; then the server tiers again on the pure twins
 	$(PYTHON) -m pytest
-	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest -q tests/net tests/integration tests/conformance tests/fuzz tests/e2e
+	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest -q tests/net tests/integration tests/conformance tests/fuzz tests/scale tests/e2e
 
 test-pure:          ## the whole suite with the extensions switched off
 	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest

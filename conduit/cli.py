@@ -4,7 +4,8 @@ TARGET is a file (``examples/app.py``, ``examples/app.py:app``) or a module
 (``package.module:app``); without ``:attr`` the object named ``app`` is served. Every
 option maps to one ``Config`` field (``--heartbeat-seconds`` -> ``heartbeat_seconds``).
 Exit status: 0 after a graceful shutdown, 1 after a forced one, 2 for bad options, 3 when
-the target cannot be imported or the address cannot be bound.
+the target cannot be imported, the address cannot be bound or the broker (``--broker``)
+cannot be reached.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ _HELP = {
     "max_header_bytes": "largest header block, else 431 (default: %(default)s)",
     "max_header_count": "most header fields, else 431 (default: %(default)s)",
     "max_body_bytes": "largest request body, else 413 (default: %(default)s)",
+    "workers": "worker processes sharing the port (SO_REUSEPORT) under a supervisor that "
+               "restarts them and makes them one hub; 1 serves from this process "
+               "(default: %(default)s)",
+    "broker": "join the channels of every server using this broker: redis://host:port/db "
+              "(?prefix=name for the Redis keys; needs pip install 'conduit[redis]'); "
+              "default: the CONDUIT_BROKER environment variable, else none",
 }
 
 
@@ -93,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an application. " + (__doc__ or "").split("\n\n")[1],
     )
     run.add_argument("target", help="a file (app.py, app.py:attr) or module (pkg.mod:attr)")
+    # Internal: what the supervisor of --workers N passes to its workers.
+    run.add_argument("--worker-of", nargs=2, metavar=("DIR", "N"), help=argparse.SUPPRESS)
     defaults = Config()
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
@@ -162,18 +171,62 @@ def run_command(args) -> int:
     except ValueError as exc:
         print(f"conduit: {exc}", file=sys.stderr)
         return 2
+    link = None
+    if args.worker_of is not None:  # a worker of --workers N (conduit.server.workers)
+        from conduit.server.workers import WorkerLink
+
+        link = WorkerLink(args.worker_of[0], int(args.worker_of[1]))
+        if link.broker_path is not None:
+            from conduit.app.channel import Hub
+
+            Hub.logs_kept_by_broker = True  # the supervisor writes the durable logs
+    elif config.workers > 1:
+        return _supervise(args, config)
+    broker = None
+    broker_url = config.broker or os.environ.get("CONDUIT_BROKER", "")
+    if broker_url and (link is None or link.broker_path is None):
+        from conduit.app.broker import broker_from_url
+        from conduit.app.channel import Hub
+
+        try:
+            broker = broker_from_url(broker_url)
+        except ValueError as exc:
+            print(f"conduit: --broker: {exc}", file=sys.stderr)
+            return 2
+        except RuntimeError as exc:  # redis-py missing
+            log.error("%s", exc)
+            return EXIT_STARTUP_FAILED
+        Hub.logs_kept_by_broker = True  # the broker keeps the history: no local durable log
     try:
         app = load_target(args.target)
     except TargetError as exc:
         log.error("%s", exc)
         return EXIT_STARTUP_FAILED
-    server = Server(app, config)
+    if broker is not None:
+        if not hasattr(app, "hub"):
+            log.error("--broker needs a conduit App; %s is a %s", args.target,
+                      type(app).__name__)
+            return EXIT_STARTUP_FAILED
+        app.hub.broker = broker
+    if link is not None and link.broker_path is not None and hasattr(app, "hub"):
+        from conduit.app.local_broker import LocalBroker
+
+        app.hub.broker = LocalBroker(link.broker_path)
+    server = Server(app, config, worker=link.index if link is not None else None)
     try:
         server.bind()
     except BindError as exc:
         log.error("%s", exc.strerror)
         return EXIT_STARTUP_FAILED
-    code = server.run()
+    if link is not None:
+        link.ready(server)
+    from conduit.app.broker import BrokerUnavailable
+
+    try:
+        code = server.run()
+    except BrokerUnavailable as exc:  # the broker cannot be reached at startup
+        log.error("%s", exc.detail)
+        return EXIT_STARTUP_FAILED
     from conduit.server.aio import busy_workers
 
     if code != 0 or busy_workers():
@@ -188,9 +241,22 @@ def run_command(args) -> int:
     return code
 
 
+def _supervise(args, config) -> int:
+    """``--workers N``: the supervisor (conduit.server.workers), with the local broker
+    unless the workers have a broker of their own (``--broker``/``CONDUIT_BROKER``)."""
+    from conduit.app.local_broker import LocalBrokerServer
+    from conduit.server.workers import Supervisor
+
+    own_broker = getattr(config, "broker", None) or os.environ.get("CONDUIT_BROKER")
+    make_broker = None if own_broker else (
+        lambda path, on_slow: LocalBrokerServer(path, on_slow_worker=on_slow))
+    return Supervisor(config, args.argv, make_broker).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what workers are started with
     if args.version:
         print(version_line())
         return 0

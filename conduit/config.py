@@ -60,6 +60,12 @@ class Config:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_header_count: int = DEFAULT_MAX_HEADER_COUNT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Worker processes sharing the port (SO_REUSEPORT) under a supervisor that makes them
+    # one hub (conduit.server.workers); 1 serves from this process, as without the option.
+    workers: int = 1
+    # The broker that joins this server's channels to other servers' ("redis://host:port/db",
+    # conduit.app.redis_broker); "" = none (the CLI then reads CONDUIT_BROKER).
+    broker: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -76,6 +82,10 @@ class Config:
             elif field.type == "float":
                 if not isinstance(value, (int, float)) or value != value or value < 0:
                     raise ValueError(f"{field.name} must be a number >= 0, got {value!r}")
+        if not isinstance(self.broker, str):
+            raise ValueError(f"broker must be a URL string, got {self.broker!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be an int >= 1, got {self.workers!r}")
         if self.low_water_bytes > self.high_water_bytes:
             raise ValueError(
                 f"low_water_bytes ({self.low_water_bytes}) must be <= "

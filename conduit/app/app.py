@@ -108,12 +108,15 @@ class Route:
 class App:
     """An application: routes, static files, and (later) channels. Call it to serve."""
 
-    def __init__(self, data_dir=None, auth=None, cors=None) -> None:
+    def __init__(self, data_dir=None, auth=None, cors=None, broker=None) -> None:
         """``data_dir``: where durable channels keep their logs (default: the
         ``CONDUIT_DATA_DIR`` environment variable, else ``./conduit-data``).
         ``auth``: an ``Auth`` (tokens for publishers and private channels, see
         ``conduit.app.auth``). ``cors``: a ``CORS`` (which other origins' pages may read
-        the responses, see ``conduit.app.cors``)."""
+        the responses, see ``conduit.app.cors``). ``broker``: a URL
+        (``"redis://host:port/db"``) or a ``conduit.app.broker.Broker`` that joins this
+        app's channels to other servers' (``conduit.app.redis_broker``); the broker then
+        keeps the history, and durable channels open no local log."""
         if auth is not None and not isinstance(auth, Auth):
             raise TypeError(f"auth must be an Auth, got {type(auth).__name__}")
         if cors is not None and not isinstance(cors, CORS):
@@ -128,6 +131,15 @@ class App:
         self.loop = None
         self.server = None
         self.hub = Hub(data_dir)
+        if broker is not None:
+            from conduit.app.broker import Broker, broker_from_url
+
+            if isinstance(broker, str):
+                broker = broker_from_url(broker)
+            elif not isinstance(broker, Broker):
+                raise TypeError(f"broker must be a URL or a Broker, got {type(broker).__name__}")
+            self.hub.broker = broker
+            self.hub.logs_kept_by_broker = True
         self.auth = auth
         self.hub.auth = auth
         self.cors = cors

@@ -55,6 +55,11 @@ class Broker:
     def publish(self, channel: str, event: str | None, data: str) -> int:
         raise NotImplementedError
 
+    def publish_many(self, channel: str, event: str | None, datas: list) -> list:
+        """``publish`` for several events of one channel, in order (a broker may send them
+        at once); their sequence numbers. Any thread."""
+        return [self.publish(channel, event, data) for data in datas]
+
     def catch_up(self) -> None:
         return None
 

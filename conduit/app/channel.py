@@ -73,6 +73,11 @@ RESET_EVENT = "reset"
 class Hub:
     """The id source and the channels of one app."""
 
+    #: True in a process whose hubs get a broker that keeps the durable logs itself (a
+    #: worker of ``--workers N``: the supervisor writes them). Set before the app is
+    #: imported; durable channels then open no log and reserve no sequence here.
+    logs_kept_by_broker = False
+
     def __init__(self, data_dir: str | None = None) -> None:
         self._data_dir = data_dir
         self.state: HubState | None = None
@@ -86,6 +91,9 @@ class Hub:
         self.loop_thread = None
         self._issued = False
         self.broker = None  # a conduit.app.broker.Broker: set before the server starts
+        # With a broker: the newest sequence each channel has from restore/deliver, so an
+        # overlap is skipped in O(1) (FrameLog.seqs is a copy in the compiled twin).
+        self._delivered: dict = {}
 
     @property
     def data_dir(self) -> str:
@@ -159,12 +167,15 @@ class Hub:
             flog = channel.frames
             channel._complete_after = complete_after
             channel._pending.clear()
+            last = self._delivered.get(name, 0)
             for seq, event, data in records:
-                if flog.seqs and seq <= flog.seqs[-1]:
+                if seq <= last:
                     continue
+                last = seq
                 flog.append(seq, SSEEvent(data, event=event, id=self.id_of(seq)).encode())
                 if seq > self.seq:
                     self.seq = seq
+            self._delivered[name] = last
             if complete_after > self.seq:
                 self.seq = complete_after
 
@@ -173,6 +184,7 @@ class Hub:
         seq) to their channels; what a channel already has is skipped. Loop thread."""
         with self.lock:
             channels = self.channels
+            delivered = self._delivered
             id_of = self.id_of
             for seq, name, event, data in records:
                 if seq > self.seq:
@@ -180,10 +192,10 @@ class Hub:
                 channel = channels.get(name)
                 if channel is None:
                     continue  # a channel another app version declares: not ours to serve
-                flog = channel.frames
-                if flog.seqs and seq <= flog.seqs[-1]:
+                if seq <= delivered.get(name, 0):
                     continue
-                flog.append(seq, SSEEvent(data, event=event, id=id_of(seq)).encode())
+                delivered[name] = seq
+                channel.frames.append(seq, SSEEvent(data, event=event, id=id_of(seq)).encode())
                 channel.published += 1
 
     def deliver_threadsafe(self, records) -> None:
@@ -198,6 +210,29 @@ class Hub:
         channel = self.channels.get(name)
         if channel is not None and complete_after > channel._complete_after:
             channel._complete_after = complete_after
+            # Its live subscribers missed those events too: disconnected, they come back
+            # with their cursor and get the reset event rather than a silent gap.
+            for sub in list(channel.frames.subscribers):
+                sub.transport.abort()
+
+    def reset(self, epoch: str) -> None:
+        """Start over in ``epoch`` with every channel empty and complete after 0 (the
+        broker's state is new to this process: at attach, or after the broker lost its
+        history). Subscribers are disconnected: they come back with their cursor and get
+        the reset event ("unknown-epoch"). Loop thread."""
+        with self.lock:
+            self.epoch = epoch
+            self.seq = 0
+            self._delivered.clear()
+            for channel in self.channels.values():
+                old = channel.frames
+                if old.end or old.subscribers:
+                    channel.frames = FrameLog(channel.name, channel.history)
+                    channel.frames.loop = self.loop
+                    for sub in list(old.subscribers):
+                        sub.transport.abort()
+                channel._pending.clear()
+                channel._complete_after = 0
 
     def on_loop_thread(self) -> bool:
         return self.loop is None or threading.get_ident() == self.loop_thread
@@ -269,11 +304,14 @@ class Channel:
         self._drain_scheduled = False
         self.published = 0
         self.log = None
+        self.durable = bool(durable)
+        self.fsync = fsync  # the durable log's policy (told to a broker that keeps the log)
+        local_log = durable and not hub.logs_kept_by_broker
         with hub.lock:
-            if durable:
+            if local_log:
                 hub.make_durable()
             self._complete_after = hub.seq
-            if durable:
+            if local_log:
                 self._open_log(fsync)
 
     # -- durable history ---------------------------------------------------------------
@@ -333,6 +371,19 @@ class Channel:
                 self._drain_scheduled = True
                 hub.loop.call_soon_threadsafe(self.drain)
         return event_id
+
+    def publish_many(self, items, event: str | None = None) -> list:
+        """``publish`` each of ``items`` (data values) in order, with one ``event`` name;
+        returns their ids. With a broker that batches (Redis: one round trip and one
+        atomic script per 500 events, so their ids are consecutive) this is far faster
+        than a loop of ``publish``; without one it is that loop."""
+        hub = self.hub
+        if hub.broker is None:
+            return [self.publish(data, event=event) for data in items]
+        texts = [SSEEvent(data, event=event).data for data in items]
+        seqs = hub.broker.publish_many(self.name, event, texts)
+        hub._issued = True
+        return [hub.id_of(seq) for seq in seqs]
 
     def drain(self) -> None:
         with self.hub.lock:

@@ -68,9 +68,12 @@ class BindError(OSError):
 class Server:
     """Serves one application callable over HTTP/1.1 on one event loop."""
 
-    def __init__(self, app, config: Config | None = None) -> None:
+    def __init__(self, app, config: Config | None = None, worker: int | None = None) -> None:
         self.app = app
         self.config = config or Config()
+        # The worker number when this server is one of the workers of ``--workers N``
+        # (conduit.server.workers): its listening socket joins the port's SO_REUSEPORT group.
+        self.worker = worker
         self.loop = Loop()
         self.connections: set = set()
         self.streams: set = set()
@@ -100,7 +103,8 @@ class Server:
         """Create the listening socket; returns the (host, port) actually bound."""
         config = self.config
         try:
-            sock = create_listen_socket(config.host, config.port, config.backlog)
+            sock = create_listen_socket(config.host, config.port, config.backlog,
+                                        reuse_port=self.worker is not None)
         except OSError as exc:
             raise BindError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
                                        f"{exc.strerror or exc}") from exc
@@ -119,7 +123,10 @@ class Server:
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
         log.info("Started server process [%d]", os.getpid())
-        log.info("conduit running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+        if self.worker is None:
+            log.info("conduit running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+        else:  # the supervisor says "conduit running on" once every worker is up
+            log.info("worker %d listening on http://%s:%d", self.worker, shown, port)
         previous = {}
         if install_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
