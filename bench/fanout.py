@@ -27,14 +27,16 @@ from quickserver import TICKS, cpu_seconds, start_server  # noqa: E402
 class Subscribers:
     """S raw-socket subscribers read with one reusable buffer (recv_into, count in place)."""
 
-    def __init__(self, port: int, count: int) -> None:
+    def __init__(self, port, count: int) -> None:
+        """``count`` subscribers on ``port``, or on each of a list of ports."""
         self.sel = selectors.DefaultSelector()
         self.counts: dict = {}
         self.last_byte: dict = {}
         self.buf = bytearray(1 << 20)
         self.socks = []
-        for _ in range(count):
-            s = socket.create_connection(("127.0.0.1", port))
+        ports = port if isinstance(port, list) else [port]
+        for port_each in [p for p in ports for _ in range(count)]:
+            s = socket.create_connection(("127.0.0.1", port_each))
             s.sendall(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
             s.setblocking(False)
             self.sel.register(s, selectors.EVENT_READ)

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import re
-import selectors
 import shutil
 import socket
 import statistics
@@ -44,7 +43,8 @@ from quickserver import ROOT, cpu_seconds  # noqa: E402
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
-# The bench app plus one route (a publish loop) (written to a temporary directory; bench/apps is unchanged).
+# The bench app plus one route, a publish loop (written to a temporary directory; bench/apps
+# is unchanged).
 APP = f"""
 import sys
 sys.path.insert(0, {str(ROOT / "bench" / "apps")!r})
@@ -59,27 +59,6 @@ def publish_loop(request):
         broadcast.publish(payload, event="bench")
     return {{"published": n}}
 """
-
-
-class ClusterSubscribers(Subscribers):
-    """``Subscribers`` spread over several servers (one selector, counts per socket)."""
-
-    def __init__(self, ports, count_each: int) -> None:
-        self.sel = selectors.DefaultSelector()
-        self.counts: dict = {}
-        self.last_byte: dict = {}
-        self.buf = bytearray(1 << 20)
-        self.socks = []
-        for port in ports:
-            for _ in range(count_each):
-                s = socket.create_connection(("127.0.0.1", port))
-                s.sendall(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
-                s.setblocking(False)
-                self.sel.register(s, selectors.EVENT_READ)
-                self.counts[s] = 0
-                self.last_byte[s] = 0
-                self.socks.append(s)
-        self.pump(lambda: all(c >= 1 for c in self.counts.values()), 60)
 
 
 def free_port() -> int:
@@ -203,7 +182,7 @@ def main() -> int:
         a, port_a = start_conduit(app_path, "--broker", url)
         b, port_b = start_conduit(app_path, "--broker", url)
         procs[:0] = [a, b]
-        subs = ClusterSubscribers([port_a, port_b], args.subscribers)
+        subs = Subscribers([port_a, port_b], args.subscribers)
         run_round([port_a], subs, 100, args.size)  # warm-up
         report["one_publisher"] = measure("1 publisher, 2 servers", [port_a], subs, args,
                                           procs)
@@ -218,7 +197,7 @@ def main() -> int:
         procs[:2] = []
         alone, port = start_conduit(app_path)
         procs.insert(0, alone)
-        subs = ClusterSubscribers([port], 2 * args.subscribers)
+        subs = Subscribers([port], 2 * args.subscribers)
         run_round([port], subs, 100, args.size)
         report["no_broker_one_server"] = measure("no broker, 1 server", [port], subs, args,
                                                  [alone])

@@ -318,20 +318,11 @@ class Channel:
     def _open_log(self, fsync) -> None:
         hub = self.hub
         self.log = ChannelLog(hub.data_dir, self.name, hub.epoch, self.history, fsync=fsync)
-        start_seq, records = self.log.load()
-        if start_seq is not None:
-            self._complete_after = start_seq
-        kept = records[-self.history:] if self.history else []
-        if len(records) > len(kept):
-            self._complete_after = records[len(records) - len(kept) - 1][0]
+        self._complete_after, kept = self.log.restore(self._complete_after)
         for seq, event, data in kept:
             if seq > hub.seq:  # a log newer than hub.json (cannot happen with rule 4)
                 hub.seq = seq
             self.frames.append(seq, SSEEvent(data, event=event, id=hub.id_of(seq)).encode())
-        self.log.open(records[-1][0] if records else self._complete_after)
-        if records:
-            log.info("channel %s: %d events restored from %s", self.name, len(kept),
-                     self.log.dir)
 
     @property
     def complete_after(self) -> int:

@@ -135,6 +135,22 @@ class ChannelLog:
             self._segments.append((int(name[:-4]), path, len(segment_records)))
         return start_seq, records
 
+    def restore(self, complete_after: int):
+        """Load the log and open it for appending: ``(complete_after, kept)``, the newest
+        ``history`` records and the sequence after which they are complete (the log's
+        start, or the newest record not kept; ``complete_after`` if the log is new)."""
+        start_seq, records = self.load()
+        if start_seq is not None:
+            complete_after = start_seq
+        kept = records[-self.history:] if self.history else []
+        if len(records) > len(kept):
+            complete_after = records[len(records) - len(kept) - 1][0]
+        self.open(records[-1][0] if records else complete_after)
+        if records:
+            log.info("channel %s: %d events restored from %s", self.channel, len(kept),
+                     self.dir)
+        return complete_after, kept
+
     def _read_segment(self, path: str, is_last: bool):
         with open(path, "rb") as f:
             raw = f.read()

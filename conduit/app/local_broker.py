@@ -585,43 +585,15 @@ class LocalBrokerServer:
         # As Channel._open_log, keeping (seq, event, data) records instead of frames.
         channel_log = ChannelLog(self.state.data_dir, name, self.epoch, history.history,
                                  fsync=fsync)
-        start_seq, records = channel_log.load()
-        if start_seq is not None:
-            history.complete_after = start_seq
-        kept = records[-history.history:] if history.history else []
-        if len(records) > len(kept):
-            history.complete_after = records[len(records) - len(kept) - 1][0]
+        history.complete_after, kept = channel_log.restore(history.complete_after)
         for seq, event, data in kept:
             self.seq = max(self.seq, seq)
             history.records.append([seq, event, data])
-        channel_log.open(records[-1][0] if records else history.complete_after)
         history.log = channel_log
-        if records:
-            log.info("channel %s: %d events restored from %s", name, len(kept),
-                     channel_log.dir)
 
     # -- publishing (rule 1) -----------------------------------------------------------
     def _publish(self, name: str, event, data: str) -> int:
-        history = self.channels.get(name)
-        if history is None:
-            history = self._channel(name, {})
-        seq = self.seq + 1
-        if self._reserved is not None and seq > self._reserved:
-            try:
-                self._reserved = self.state.reserve(seq)
-            except OSError:
-                log.exception("workers' broker: cannot reserve sequences")
-                return -1
-        if history.log is not None:
-            try:
-                history.log.append(seq, event, data)
-            except OSError:
-                log.exception("channel %s: cannot append to its log", name)
-                return -1
-        self.seq = seq
-        history.append([seq, event, data])
-        self._batch.append([seq, name, event, data])
-        return seq
+        return self._publish_many(name, event, [data])
 
     def _publish_many(self, name: str, event, datas: list) -> int:
         """The first of len(datas) consecutive sequences, or -1 with nothing stored."""
