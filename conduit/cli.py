@@ -209,7 +209,7 @@ def run_command(args) -> int:
             return EXIT_STARTUP_FAILED
         app.hub.broker = broker
     if link is not None and link.broker_path is not None and hasattr(app, "hub"):
-        from conduit.app.local_broker import LocalBroker
+        from conduit.server.local_broker import LocalBroker
 
         app.hub.broker = LocalBroker(link.broker_path)
     server = Server(app, config, worker=link.index if link is not None else None)
@@ -244,7 +244,7 @@ def run_command(args) -> int:
 def _supervise(args, config) -> int:
     """``--workers N``: the supervisor (conduit.server.workers), with the local broker
     unless the workers have a broker of their own (``--broker``/``CONDUIT_BROKER``)."""
-    from conduit.app.local_broker import LocalBrokerServer
+    from conduit.server.local_broker import LocalBrokerServer
     from conduit.server.workers import Supervisor
 
     own_broker = getattr(config, "broker", None) or os.environ.get("CONDUIT_BROKER")

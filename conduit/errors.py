@@ -83,7 +83,21 @@ class HTTPError(ConduitError):
         self.headers = headers
 
 
+#: Seconds a client is asked to wait before retrying a publish a broker refused.
+BROKER_RETRY_AFTER_SECONDS = 1
+
+
+class BrokerUnavailable(HTTPError):
+    """A broker (``--workers``, ``--broker``) cannot take a publish now: answered as 503 with
+    Retry-After, so the client retries; nothing is lost silently."""
+
+    def __init__(self, detail: str = "the broker is unavailable; retry") -> None:
+        super().__init__(503, detail,
+                         headers=[("Retry-After", str(BROKER_RETRY_AFTER_SECONDS))])
+
+
 __all__ = [
+    "BrokerUnavailable",
     "HTTPError",
     "ConduitError",
     "ProtocolError",

@@ -30,17 +30,10 @@ The contract (every broker keeps it; ``tests/scale`` checks it over real process
 
 from __future__ import annotations
 
-from conduit.errors import HTTPError
+from conduit.errors import BROKER_RETRY_AFTER_SECONDS as RETRY_AFTER_SECONDS
+from conduit.errors import BrokerUnavailable
 
-#: Seconds a client is asked to wait before retrying a publish the broker refused.
-RETRY_AFTER_SECONDS = 1
-
-
-class BrokerUnavailable(HTTPError):
-    """The broker cannot take a publish now: answered as 503 with Retry-After."""
-
-    def __init__(self, detail: str = "the broker is unavailable; retry") -> None:
-        super().__init__(503, detail, headers=[("Retry-After", str(RETRY_AFTER_SECONDS))])
+__all__ = ["Broker", "BrokerUnavailable", "RETRY_AFTER_SECONDS", "broker_from_url"]
 
 
 class Broker:

@@ -59,10 +59,10 @@ import threading
 from collections import deque
 from typing import Any
 
-from conduit.app.durable import ChannelLog, HubState, default_data_dir, new_epoch
 from conduit.errors import HTTPError
 from conduit.http.response import StreamResponse
 from conduit.http.sse import SSEEvent, comment
+from conduit.server.durable import ChannelLog, HubState, default_data_dir, new_epoch
 from conduit.server.hub import DEFAULT_BUDGET_BYTES, FrameLog, Subscription
 
 log = logging.getLogger("conduit.app")

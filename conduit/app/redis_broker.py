@@ -89,7 +89,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from conduit.app.broker import Broker, BrokerUnavailable
-from conduit.app.durable import new_epoch
+from conduit.server.durable import new_epoch
 
 log = logging.getLogger("conduit.broker")
 

@@ -5,7 +5,7 @@
       supervisor (this module; the process you started)
         holds the port (bound, never listening), a private temp dir with two Unix sockets:
           control.sock  each worker says "ready" here once its socket listens
-          broker.sock   the hub they share (conduit.app.local_broker), unless --broker
+          broker.sock   the hub they share (conduit.server.local_broker), unless --broker
         |  spawns, watches, restarts, signals
       worker 1 ... worker N: python -m conduit run app.py ... --worker-of <dir> <n>
         the normal Server, its listening socket in the port's SO_REUSEPORT group: the
@@ -43,7 +43,7 @@ Theory of operation
    its parent dies (``prctl(PR_SET_PDEATHSIG)``) and drains; elsewhere it watches its
    control connection and drains when it closes.
 7. The broker can give up on a worker that falls too far behind (rule 4 of
-   ``conduit.app.local_broker``): the supervisor then sends it SIGTERM (SIGKILL after the
+   ``conduit.server.local_broker``): the supervisor then sends it SIGTERM (SIGKILL after the
    graceful timeout) and restarts it when it has exited.
 
 ``/metrics`` and ``App.stats()`` describe the worker that answers the request (each worker
@@ -104,7 +104,7 @@ class Supervisor:
 
     ``argv``: the ``python -m conduit`` arguments the workers get (the supervisor's own,
     then ``--port <the bound port> --worker-of <dir> <n>``). ``broker``: the local broker
-    to run (a ``conduit.app.local_broker.LocalBrokerServer`` made with the socket path
+    to run (a ``conduit.server.local_broker.LocalBrokerServer`` made with the socket path
     ``broker_path(dir)``), or None when the workers have their own (``--broker``).
     """
 

@@ -376,7 +376,7 @@ def test_broker_drops_a_worker_that_stops_reading(tmp_path):
     import selectors
     import threading
 
-    from conduit.app.local_broker import FrameReader, LocalBrokerServer, pack
+    from conduit.server.local_broker import FrameReader, LocalBrokerServer, pack
 
     given_up = []
     server = LocalBrokerServer(str(tmp_path / "broker.sock"), on_slow_worker=given_up.append,

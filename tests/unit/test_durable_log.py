@@ -10,8 +10,8 @@ import os
 import pytest
 
 from conduit import App
-from conduit.app import durable
-from conduit.app.durable import ChannelLog, HubState
+from conduit.server import durable
+from conduit.server.durable import ChannelLog, HubState
 
 EPOCH = "0badcafe"
 

@@ -130,6 +130,16 @@ def test_layers_import_one_way(layer):
                 assert f"from {banned}" not in text and f"import {banned}" not in text, source
 
 
+def test_app_touches_no_file_descriptor():
+    """DESIGN.md section 1: the app layer never touches epoll or file descriptors (the local
+    broker's sockets live in conduit.server; the Redis broker talks through redis-py)."""
+    banned = ("select", "selectors", "socket", "fcntl")
+    for source in (ROOT / "app").rglob("*.py"):
+        for name in imports_of(source):
+            assert name.split(".")[0] not in banned and not name.startswith("conduit.net"), \
+                f"{source} imports {name}"
+
+
 def test_public_api():
     assert set(conduit.__all__) >= {"SSEEvent", "SSEStream"}
     for name in conduit.__all__:

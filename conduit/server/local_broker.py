@@ -50,8 +50,10 @@ Rules (the broker contract of ``conduit.app.broker``, for this broker)
    thread: with the GIL a thread would parse no faster, and every hand-over to the loop
    would cost a wake-up and a GIL switch. One wake-up takes what the socket holds (up to
    ``READS_PER_TURN`` reads) and gives all its records to ``Hub.deliver`` in one call;
-   per event it only parses JSON. (The app layer touches no fd otherwise: a broker is
-   the app's client of another process, like Redis for ``--broker``.)
+   per event it only parses JSON. (This module is in ``conduit.server``, where sockets
+   and the loop's fds belong: the app layer only sees the broker contract. It imports
+   nothing from ``conduit.app``, so ``LocalBroker`` keeps that contract by shape rather
+   than by subclassing ``conduit.app.broker.Broker``.)
 4. Back-pressure: a worker whose loop falls behind reads less; its socket fills and the
    supervisor queues for it. Past ``MAX_BEHIND_BYTES`` queued the supervisor drops the
    worker's connection and has it restarted (``on_slow_worker``), with a log line: one
@@ -72,7 +74,7 @@ Rules (the broker contract of ``conduit.app.broker``, for this broker)
    supervisor.
 
 Durable channels: the supervisor is the only writer of ``hub.json`` and the channel logs
-(``conduit.app.durable``), with the data directory, history sizes and fsync policies the
+(``conduit.server.durable``), with the data directory, history sizes and fsync policies the
 workers' hello names; workers open no log (``Hub.logs_kept_by_broker``). The supervisor
 restores a durable channel's history from its log, as a single process would, and hands
 it to every worker in the welcome.
@@ -97,8 +99,8 @@ import threading
 import time
 from collections import deque
 
-from conduit.app.broker import Broker, BrokerUnavailable
-from conduit.app.durable import ChannelLog, HubState, new_epoch
+from conduit.errors import BrokerUnavailable
+from conduit.server.durable import ChannelLog, HubState, new_epoch
 
 log = logging.getLogger("conduit.app")
 
@@ -162,8 +164,10 @@ def _describe(channel) -> dict:
 
 
 # -- the worker's side ------------------------------------------------------------------------
-class LocalBroker(Broker):
-    """A worker's connection to its supervisor's ``LocalBrokerServer`` (module docstring)."""
+class LocalBroker:
+    """A worker's connection to its supervisor's ``LocalBrokerServer`` (module docstring):
+    a broker in the sense of ``conduit.app.broker`` (attach, publish, publish_many,
+    catch_up, close)."""
 
     name = "local"
 
