@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import sys
+from typing import cast
 
 from conduit.config import LOG_LEVELS, Config
 
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument(flag, dest=field.name, choices=LOG_LEVELS, default=default,
                              help=_HELP.get(field.name))
         else:
-            kind = {"int": int, "float": float}.get(field.type, str)
+            # Config's annotations are strings (it has `from __future__ import annotations`)
+            kind = {"int": int, "float": float}.get(cast(str, field.type), str)
             run.add_argument(flag, *_ALIASES.get(field.name, ()), dest=field.name, type=kind,
                              default=default, help=_HELP.get(field.name))
     return parser
@@ -138,6 +140,8 @@ def load_target(target: str):
             sys.path.insert(0, directory)
         name = os.path.splitext(os.path.basename(path))[0]
         module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:  # not a .py file: no loader
+            raise TargetError(f"cannot import {spec}: not a Python source file")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:

@@ -39,6 +39,8 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from conduit.app.auth import Auth
 from conduit.app.channel import Channel, Hub
@@ -70,7 +72,7 @@ class Route:
         self.auth = auth  # None, or the action the token must grant ("" = any valid token)
         self.methods = frozenset(m.upper() for m in methods)
         self.handler = handler
-        self.converters = {}
+        self.converters: dict[str, Callable[[str], Any]] = {}
         pattern = ""
         last = 0
         for match in _PARAM.finditer(path):
@@ -84,6 +86,7 @@ class Route:
         pattern += re.escape(path[last:])
         self.regex = re.compile(pattern) if self.converters else None
         # Pass path parameters as keyword arguments when the handler names them.
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(handler).parameters
         except (TypeError, ValueError):

@@ -83,12 +83,13 @@ class Hub:
         self.state: HubState | None = None
         self.epoch = new_epoch()
         self.seq = 0
-        self._reserved = None  # sequences may be issued up to this (durable hubs)
+        self._reserved: int | None = None  # sequences may be issued up to this (durable hubs)
         self.lock = threading.RLock()
         self.channels: dict = {}
         self.auth: Any = None  # the app's Auth (conduit.app.auth), for private channels
-        self.loop = None
-        self.loop_thread = None
+        # The server's event loop (a conduit.net Loop: not importable from the app layer).
+        self.loop: Any = None
+        self.loop_thread: int | None = None
         self._issued = False
         self.broker = None  # a conduit.app.broker.Broker: set before the server starts
         # With a broker: the newest sequence each channel has from restore/deliver, so an
@@ -121,6 +122,7 @@ class Hub:
         self._issued = True
         self.seq += 1
         if self._reserved is not None and self.seq > self._reserved:
+            assert self.state is not None  # a reservation comes from make_durable's state
             self._reserved = self.state.reserve(self.seq)
         return self.seq
 
@@ -303,7 +305,7 @@ class Channel:
         self._pending: deque = deque()
         self._drain_scheduled = False
         self.published = 0
-        self.log = None
+        self.log: ChannelLog | None = None
         self.durable = bool(durable)
         self.fsync = fsync  # the durable log's policy (told to a broker that keeps the log)
         local_log = durable and not hub.logs_kept_by_broker

@@ -21,7 +21,7 @@ class Headers:
     def __init__(self, raw) -> None:
         # Values are latin-1 on the wire (RFC 9110 5.5): decoding is lossless.
         self._items = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
-        self._index = None
+        self._index: dict | None = None
 
     def _lookup(self) -> dict:
         if self._index is None:
@@ -89,10 +89,10 @@ class Request:
         self.path_params = path_params if path_params is not None else {}
         self.client = client
         self.app = app
-        self._query = None
-        self._query_list = None
-        self._headers = None
-        self._cookies = None
+        self._query: dict | None = None
+        self._query_list: list | None = None
+        self._headers: Headers | None = None
+        self._cookies: dict | None = None
         self._grants = None  # set by Auth once the token is checked
 
     @property

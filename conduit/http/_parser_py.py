@@ -311,7 +311,7 @@ class RequestParser:
         self._reset_message()
 
     def _reset_message(self) -> None:
-        self._method = None  # set once the request line is parsed
+        self._method: str | None = None  # set once the request line is parsed
         self._target = ""
         self._version = ""
         self._headers: list = []
@@ -404,14 +404,16 @@ class RequestParser:
                         self._pos += 2
                     lf = self._next_line(self.max_request_line_bytes, URITooLong, "request line")
                     if lf < 0:
-                        return self._need_more()
+                        self._need_more()
+                        return None
                     self._request_line(lf)
                     continue
                 lf = self._next_line(
                     self.max_header_bytes - self._field_bytes, HeaderFieldsTooLarge, "header block"
                 )
                 if lf < 0:
-                    return self._need_more()
+                    self._need_more()
+                    return None
                 if lf == self._pos + 1:  # the empty line: end of the head
                     self._pos = lf + 1
                     self._end_of_head()
@@ -420,7 +422,8 @@ class RequestParser:
             elif state == _BODY:
                 available = len(buf) - self._pos
                 if available < self._remaining:
-                    return self._need_more()
+                    self._need_more()
+                    return None
                 end = self._pos + self._remaining
                 body = bytes(buf[self._pos:end])
                 self._pos = end
@@ -428,12 +431,14 @@ class RequestParser:
             elif state == _CHUNK_SIZE:
                 lf = self._next_line(MAX_CHUNK_SIZE_LINE_BYTES, BadRequest, "chunk size line")
                 if lf < 0:
-                    return self._need_more()
+                    self._need_more()
+                    return None
                 self._chunk_size_line(lf)
             elif state == _CHUNK_DATA:
                 available = len(buf) - self._pos
                 if not available:
-                    return self._need_more()
+                    self._need_more()
+                    return None
                 take = min(available, self._remaining)
                 self._body_parts.append(bytes(buf[self._pos:self._pos + take]))
                 self._pos += take
@@ -444,7 +449,8 @@ class RequestParser:
                 if len(buf) - self._pos < 2:
                     if len(buf) > self._pos and buf[self._pos] != 13:
                         raise BadRequest("chunk data not followed by CRLF")
-                    return self._need_more()
+                    self._need_more()
+                    return None
                 if buf[self._pos] != 13 or buf[self._pos + 1] != 10:
                     raise BadRequest("chunk data not followed by CRLF")
                 self._pos += 2
@@ -455,7 +461,8 @@ class RequestParser:
                     self.max_header_bytes - self._field_bytes, HeaderFieldsTooLarge, "trailer block"
                 )
                 if lf < 0:
-                    return self._need_more()
+                    self._need_more()
+                    return None
                 if lf == self._pos + 1:
                     self._pos = lf + 1
                     return self._finish(b"".join(self._body_parts))
@@ -464,6 +471,7 @@ class RequestParser:
                 return None
 
     def _need_more(self) -> None:
+        # Raises if EOF came in the middle of a request; else the caller returns None.
         if self._eof and (self._method is not None or self._pos < len(self._buf)):
             raise BadRequest("connection closed before the request was complete")
         return None

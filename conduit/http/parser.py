@@ -17,12 +17,17 @@ The implementation is chosen by ``conduit._ext`` (compiled ``_parser_c`` or pure
 ``_parser_py``); both follow the rules written at the top of ``_parser_py.py``.
 """
 
+from typing import TYPE_CHECKING
+
 from conduit import _ext
 
 _impl = _ext.load("conduit.http", "parser")
 
-RequestParser = _impl.RequestParser
-ParsedRequest = _impl.ParsedRequest
+if TYPE_CHECKING:  # mypy reads the names from the compiled twin's stub, which both twins match
+    from conduit.http._parser_c import ParsedRequest, RequestParser
+else:
+    RequestParser = _impl.RequestParser
+    ParsedRequest = _impl.ParsedRequest
 
 DEFAULT_MAX_REQUEST_LINE_BYTES = 8 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024

@@ -11,13 +11,18 @@ active, else from the pure ``_sse_py``; the framing rules are written at the top
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from conduit import _ext
 
 _impl = _ext.load("conduit.http", "sse")
 
-SSEEvent = _impl.SSEEvent
-encode_event = _impl.encode_event
-comment = _impl.comment
+if TYPE_CHECKING:  # mypy reads the names from the compiled twin's stub, which both twins match
+    from conduit.http._sse_c import SSEEvent, comment, encode_event
+else:
+    SSEEvent = _impl.SSEEvent
+    encode_event = _impl.encode_event
+    comment = _impl.comment
 
 # Headers for a hand-written, close-delimited stream (the seed's SSEStream.get_headers()).
 # The server adds chunked framing itself; this is for code that owns the socket.

@@ -409,7 +409,7 @@ class Transport:
         """Close at once, dropping queued bytes."""
         self._close_now(None)
 
-    def _fatal(self, exc: Exception) -> None:
+    def _fatal(self, exc: OSError) -> None:
         if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ETIMEDOUT):
             log.debug("connection error on fd %d: %s", self.fd, exc)
         self._close_now(exc)
@@ -467,7 +467,7 @@ class Listener:
         self.high_water = high_water
         self.low_water = low_water
         self._accepting = False
-        self._retry = None
+        self._retry: Handle | None = None
         self.resume()
 
     @property

@@ -1,15 +1,27 @@
 """The event loop, transports and listeners, compiled or pure (see ``_loop_py``)."""
 
+from typing import TYPE_CHECKING
+
 from conduit import _ext
 
 _impl = _ext.load("conduit.net", "loop")
 
-Loop = _impl.Loop
-Transport = _impl.Transport
-Listener = _impl.Listener
-create_listen_socket = _impl.create_listen_socket
-DEFAULT_HIGH_WATER_BYTES = _impl.DEFAULT_HIGH_WATER_BYTES
-DEFAULT_LOW_WATER_BYTES = _impl.DEFAULT_LOW_WATER_BYTES
+if TYPE_CHECKING:  # mypy reads the names from the compiled twin's stub, which both twins match
+    from conduit.net._loop_c import (
+        DEFAULT_HIGH_WATER_BYTES,
+        DEFAULT_LOW_WATER_BYTES,
+        Listener,
+        Loop,
+        Transport,
+        create_listen_socket,
+    )
+else:
+    Loop = _impl.Loop
+    Transport = _impl.Transport
+    Listener = _impl.Listener
+    create_listen_socket = _impl.create_listen_socket
+    DEFAULT_HIGH_WATER_BYTES = _impl.DEFAULT_HIGH_WATER_BYTES
+    DEFAULT_LOW_WATER_BYTES = _impl.DEFAULT_LOW_WATER_BYTES
 
 __all__ = [
     "Loop",

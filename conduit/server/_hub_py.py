@@ -191,7 +191,8 @@ class Subscriber:
             return
         pending.sort()
         buffers = []
-        run_log = run_first = run_last = None
+        run_log: int | None = None  # the log of the current run; None before the first
+        run_first = run_last = -1
         for _, i, j in pending:
             if i == run_log and j == run_last + 1:
                 run_last = j

@@ -31,14 +31,18 @@ Theory of operation
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from conduit.errors import ProtocolError
-from conduit.http.parser import RequestParser
+from conduit.http.parser import ParsedRequest, RequestParser
 from conduit.http.response import Response, StreamResponse, build_head
 from conduit.server import hub as _hub
 from conduit.server import pump as _pump
 from conduit.server.aio import Task
+
+if TYPE_CHECKING:
+    from conduit.net.loop import Transport
 
 log = logging.getLogger("conduit.server")
 access_log = logging.getLogger("conduit.access")
@@ -85,15 +89,17 @@ class HTTPConnection:
     def __init__(self, server) -> None:
         self.server = server
         self.loop = server.loop
-        self.transport = None
+        # NOTE: None only until connection_made, which the transport calls before any other
+        # callback (the protocol contract): typed as what every method sees, as uvicorn does.
+        self.transport: Transport = None  # type: ignore[assignment]
         self.parser = RequestParser(**server.config.parser_limits())
         self.client = ("", 0)
         self.busy = False
         self.closed = False
         self.eof = False
-        self.request = None
-        self.stream = None
-        self.task = None
+        self.request: ParsedRequest | None = None  # the request being answered
+        self.stream: _pump.Stream | _hub.Subscriber | None = None
+        self.task: Task | None = None
         self.keep_alive = True
         self.request_started = 0.0  # first byte of the request being read, else 0
         self.last_active = 0.0
@@ -214,12 +220,14 @@ class HTTPConnection:
             return
         if exc is not None:
             request = self.request
+            assert request is not None  # the task answers the request in progress
             log.error("application error for %s %s", request.method,
                       self._logged_target(request), exc_info=exc)
             value = Response({"error": "internal server error"}, status=500)
         self._handle_result(value)
 
     def _framing(self, extra) -> tuple:
+        assert self.request is not None  # called while answering it
         version = self.request.version
         if self.server.draining:
             self.keep_alive = False  # a drain began while this request was in progress
@@ -231,6 +239,7 @@ class HTTPConnection:
 
     def _send_response(self, response: Response) -> None:
         request = self.request
+        assert request is not None  # a response answers the request in progress
         status = response.status
         body = response.body
         if status in _NO_BODY_STATUSES or status < 200:
@@ -248,6 +257,7 @@ class HTTPConnection:
 
     def _start_stream(self, response: StreamResponse) -> None:
         request = self.request
+        assert request is not None  # a response answers the request in progress
         chunked = request.version == "1.1"
         if not chunked:
             self.keep_alive = False  # HTTP/1.0: the stream ends when the connection does
@@ -335,6 +345,7 @@ class HTTPConnection:
             self.server.count_error(status)  # every 4xx/5xx a handler answers, too
         if self.server.config.access_log:
             request = self.request
+            assert request is not None  # logged before a stream lets go of it
             access_log.info('%s:%d - "%s %s HTTP/%s" %d', self.client[0], self.client[1],
                             request.method, self._logged_target(request), request.version,
                             status)

@@ -98,9 +98,13 @@ import struct
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from conduit.errors import BrokerUnavailable
 from conduit.server.durable import ChannelLog, HubState, new_epoch
+
+if TYPE_CHECKING:
+    import selectors
 
 log = logging.getLogger("conduit.app")
 
@@ -174,8 +178,9 @@ class LocalBroker:
     def __init__(self, path: str, publish_timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
         self.path = path
         self.publish_timeout = publish_timeout
-        self.hub = None
-        self.sock = None
+        # The app's Hub (conduit.app.channel.Hub: the server layer cannot import it).
+        self.hub: Any = None
+        self.sock: socket.socket | None = None
         self._fd = -1
         self._frames = FrameReader()
         self._send_lock = threading.Lock()
@@ -293,6 +298,7 @@ class LocalBroker:
     # -- publishing (rule 5) ------------------------------------------------------------
     def _send(self, frame: bytes, deadline: float) -> None:
         # called with the send lock held; the socket is non-blocking (the loop reads it)
+        assert self.sock is not None  # the callers checked, under the send lock
         view = memoryview(frame)
         while view:
             try:
@@ -400,7 +406,7 @@ class _History:
         self.history = history
         self.records: deque = deque(maxlen=history)
         self.complete_after = complete_after
-        self.log = None
+        self.log: ChannelLog | None = None
 
     def append(self, record: list) -> None:
         records = self.records
@@ -441,14 +447,14 @@ class LocalBrokerServer:
         self.epoch = new_epoch()
         self.seq = 0
         self.state: HubState | None = None
-        self._reserved = None
+        self._reserved: int | None = None
         self.channels: dict = {}
         self.peers: set = set()
-        self.fatal_error = None  # set when the durable state cannot be opened
+        self.fatal_error: str | None = None  # set when the durable state cannot be opened
         self._batch: list = []
         self._answering: list = []
-        self._selector = None
-        self._listener = None
+        self._selector: selectors.BaseSelector | None = None  # both set by start()
+        self._listener: socket.socket | None = None
         self._configured = False
 
     def start(self, selector) -> None:
@@ -465,6 +471,7 @@ class LocalBrokerServer:
 
     # -- connections -------------------------------------------------------------------
     def _accept(self, mask) -> None:
+        assert self._listener is not None and self._selector is not None  # registered by start
         while True:
             try:
                 sock, _ = self._listener.accept()
@@ -525,6 +532,7 @@ class LocalBrokerServer:
         if peer.sock is None:
             return
         self.peers.discard(peer)
+        assert self._selector is not None  # a peer comes from _accept, after start
         try:
             self._selector.unregister(peer.sock)
         except (KeyError, ValueError):
@@ -587,6 +595,7 @@ class LocalBrokerServer:
 
     def _open_log(self, name: str, history: _History, fsync) -> None:
         # As Channel._open_log, keeping (seq, event, data) records instead of frames.
+        assert self.state is not None  # _channel opens a log only for a durable hub
         channel_log = ChannelLog(self.state.data_dir, name, self.epoch, history.history,
                                  fsync=fsync)
         history.complete_after, kept = channel_log.restore(history.complete_after)
@@ -609,6 +618,7 @@ class LocalBrokerServer:
         first = self.seq + 1
         last = self.seq + len(datas)
         if self._reserved is not None and last > self._reserved:
+            assert self.state is not None  # a reservation comes from _make_durable's state
             try:
                 self._reserved = self.state.reserve(last)
             except OSError:
@@ -686,6 +696,7 @@ class LocalBrokerServer:
         if want_write != peer.writing:
             peer.writing = want_write
             events = self._events.EVENT_READ | (self._events.EVENT_WRITE if want_write else 0)
+            assert self._selector is not None  # a peer comes from _accept, after start
             self._selector.modify(sock, events, self._selector.get_key(sock).data)
         if len(out) > self.max_behind_bytes:
             self._give_up(peer)
@@ -702,6 +713,7 @@ class LocalBrokerServer:
         for peer in list(self.peers):
             self._drop(peer)
         if self._listener is not None:
+            assert self._selector is not None  # start() set both
             try:
                 self._selector.unregister(self._listener)
             except (KeyError, ValueError):

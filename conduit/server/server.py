@@ -46,10 +46,14 @@ import random
 import signal
 import socket
 from collections import deque
+from typing import TYPE_CHECKING
 
 from conduit.config import Config
 from conduit.net.loop import Listener, Loop, create_listen_socket
 from conduit.server.connection import HTTPConnection
+
+if TYPE_CHECKING:
+    from conduit.net._loop_py import Handle  # both twins' (the compiled one imports it)
 
 log = logging.getLogger("conduit.server")
 
@@ -92,10 +96,10 @@ class Server:
         self._wave_interval = 0.0
         self._wave_count = 0
         self._retry_ms: dict = {}  # drain: stream connection -> its reconnection delay
-        self.started_at = None
+        self.started_at: float | None = None
         self.listener: Listener | None = None
-        self._sweeper = None
-        self._drain_deadline = None
+        self._sweeper: Handle | None = None
+        self._drain_deadline: float | None = None
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------

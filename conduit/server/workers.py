@@ -65,6 +65,10 @@ import sys
 import tempfile
 import time
 from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conduit.server.local_broker import LocalBrokerServer
 
 log = logging.getLogger("conduit.server")
 
@@ -85,13 +89,13 @@ class _Worker:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.ready = False
         self.started_at = 0.0
         self.starts: deque = deque()  # start times within the restart window
-        self.restart_at = None
+        self.restart_at: float | None = None
         self.retiring = False
-        self.kill_at = None
+        self.kill_at: float | None = None
         self.pids: list = []  # every process this worker has been
 
     @property
@@ -112,17 +116,17 @@ class Supervisor:
         self.config = config
         self.argv = list(argv)
         self.make_broker = make_broker  # called with (socket path, on_slow_worker)
-        self.broker = None
+        self.broker: LocalBrokerServer | None = None
         self.workers = [_Worker(i + 1) for i in range(config.workers)]
         self.stopping = False
         self.forced = False
         self.exit_code = 0
         self.stop_deadline = None
-        self.dir = None
-        self.port = None
-        self._holder = None
-        self._selector = None
-        self._control = None
+        self.dir: str | None = None  # the private temp dir: set by run()
+        self.port: int | None = None
+        self._holder: socket.socket | None = None  # the bound socket that reserves the port
+        self._selector: selectors.BaseSelector | None = None
+        self._control: socket.socket | None = None
         self._signals: list = []
         self._announced = False
 
@@ -167,12 +171,14 @@ class Supervisor:
             if self.broker is not None:
                 self.broker.close()
             self._selector.close()
+            assert self._holder is not None  # bind() succeeded
             self._holder.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _run(self) -> int:
         log.info("Started supervisor process [%d] for %d workers", os.getpid(),
                  len(self.workers))
+        assert self.dir is not None and self._selector is not None  # set by run()
         control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         control.bind(os.path.join(self.dir, CONTROL_SOCKET))
         control.listen(64)
@@ -213,7 +219,10 @@ class Supervisor:
 
     def _start(self, worker: _Worker) -> None:
         now = time.monotonic()
-        worker.proc = subprocess.Popen(self._worker_argv(worker), process_group=0)
+        if sys.version_info >= (3, 11):
+            worker.proc = subprocess.Popen(self._worker_argv(worker), process_group=0)
+        else:  # NOTE: process_group is 3.11+; this is what it does (setpgid(0, 0) in the child)
+            worker.proc = subprocess.Popen(self._worker_argv(worker), preexec_fn=os.setpgrp)
         worker.pids.append(worker.proc.pid)
         worker.ready = False
         worker.retiring = False
@@ -234,6 +243,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.restart_at is not None:
                 timeout = max(0.0, min(timeout, worker.restart_at - now))
+        assert self._selector is not None  # set by run()
         for key, mask in self._selector.select(timeout):
             key.data(mask)
         if self.broker is not None:
@@ -345,6 +355,7 @@ class Supervisor:
 
     # -- control connections (rule 3) --------------------------------------------------
     def _accept_control(self, mask) -> None:
+        assert self._control is not None and self._selector is not None  # registered by _run
         while True:
             try:
                 conn, _ = self._control.accept()
@@ -364,6 +375,7 @@ class Supervisor:
         except OSError:
             data = b""
         if not data:  # the worker exited; its connection is done
+            assert self._selector is not None  # registered by _accept_control
             self._selector.unregister(conn)
             conn.close()
             return
@@ -407,7 +419,7 @@ class WorkerLink:
     def __init__(self, directory: str, index: int) -> None:
         self.dir = directory
         self.index = index
-        self.sock = None
+        self.sock: socket.socket | None = None
         self.pdeathsig = _set_parent_death_signal(signal.SIGTERM)
 
     @property
