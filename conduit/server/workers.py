@@ -201,8 +201,12 @@ class Supervisor:
                 self._start(worker)
             while True:
                 self._turn()
-                if self.stopping and all(w.proc is None or w.proc.poll() is not None
-                                         for w in self.workers):
+                # NOTE: leave only when _reap has seen every exit (it sets proc to None
+                # after logging the status and counting it in exit_code). Testing
+                # poll() here instead raced: a worker exiting between _reap and this
+                # check was never reaped, so a failure during the drain went unreported
+                # and the supervisor could exit 0.
+                if self.stopping and all(w.proc is None for w in self.workers):
                     break
         finally:
             for signum, handler in previous.items():
