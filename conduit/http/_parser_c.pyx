@@ -234,7 +234,7 @@ cdef class RequestParser:
         self._spans = NULL
 
     def __init__(self, *, Py_ssize_t max_request_line_bytes=8 * 1024,
-                 Py_ssize_t max_header_bytes=64 * 1024, Py_ssize_t max_header_count=100,
+                 Py_ssize_t max_header_bytes=64 * 1024, Py_ssize_t max_header_count=2000,
                  Py_ssize_t max_body_bytes=1024 * 1024):
         if (max_request_line_bytes < 0 or max_header_bytes < 0 or max_header_count < 0
                 or max_body_bytes < 0):

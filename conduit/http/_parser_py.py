@@ -286,7 +286,7 @@ class RequestParser:
         *,
         max_request_line_bytes: int = 8 * 1024,
         max_header_bytes: int = 64 * 1024,
-        max_header_count: int = 100,
+        max_header_count: int = 2000,
         max_body_bytes: int = 1024 * 1024,
     ) -> None:
         for name, value in (

@@ -31,7 +31,9 @@ else:
 
 DEFAULT_MAX_REQUEST_LINE_BYTES = 8 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
-DEFAULT_MAX_HEADER_COUNT = 100
+# NOTE: Node's limit (server.maxHeadersCount); nginx, h11 and httptools count no fields and
+# only bound the header block's size (here max_header_bytes), so no lower than theirs.
+DEFAULT_MAX_HEADER_COUNT = 2000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 __all__ = [

@@ -384,6 +384,9 @@ def limit_cases(config: Config) -> list:
              request_line(line + 1) + SMUGGLED, 414),
         Case("header-bytes-at-limit", "RFC 6585 5", head_block(head), OK),
         Case("header-bytes-over-limit", "RFC 6585 5", head_block(head + 1) + SMUGGLED, 431),
+        # what nginx, uvicorn (h11, httptools) and Node accept must not be a 431 here
+        Case("host-plus-100-fields", "RFC 9110 5.4 (mainstream limits)", fields(101), OK),
+        Case("host-plus-1000-fields", "RFC 9110 5.4 (mainstream limits)", fields(1001), OK),
         Case("header-count-at-limit", "RFC 6585 5", fields(count), OK),
         Case("header-count-over-limit", "RFC 6585 5", fields(count + 1) + SMUGGLED, 431),
         Case("body-at-limit", "RFC 9110 15.5.14",
