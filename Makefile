@@ -1,10 +1,13 @@
 # The house habits, by name. `make test` is the README's test command and what CI runs.
 PYTHON ?= python
 
-.PHONY: install build annotate test test-pure lint typecheck bench clean
+.PHONY: install system-deps build annotate test test-pure test-pythons lint typecheck bench clean
 
-install:            ## install conduit (compiling the extensions) and the test tools
-	$(PYTHON) -m pip install -q -e '.[test]'
+install:            ## install conduit (compiling the extensions), the test tools and linters
+	$(PYTHON) -m pip install -q -e '.[test,dev]'
+
+system-deps:        ## Debian's chromium, curl and redis-server for the e2e/scale tiers, if missing
+	tools/system-deps
 
 build:              ## rebuild the compiled twins in place after editing a .pyx
 	$(PYTHON) setup.py -q build_ext --inplace
@@ -13,9 +16,12 @@ annotate:           ## Cython's HTML annotation of the hot modules (yellow = Pyt
 	CONDUIT_ANNOTATE=1 $(PYTHON) setup.py -q build_ext --inplace --force
 	@ls conduit/*/*.html
 
-test: install       ## install, then every test; then the server tiers again on the pure twins
+test: system-deps install  ## set up, then every test; then the server tiers again on the pure twins
 	$(PYTHON) -m pytest
 	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest -q tests/net tests/integration tests/conformance tests/fuzz tests/scale tests/e2e
+
+test-pythons:       ## the unit, net and integration tiers, compiled, on Python 3.10 and 3.13
+	tools/test-pythons 3.10 3.13
 
 test-pure:          ## the whole suite with the extensions switched off
 	CONDUIT_EXTENSIONS=0 $(PYTHON) -m pytest

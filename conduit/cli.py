@@ -60,7 +60,7 @@ _HELP = {
                "restarts them and makes them one hub; 1 serves from this process "
                "(default: %(default)s)",
     "broker": "join the channels of every server using this broker: redis://host:port/db "
-              "(?prefix=name for the Redis keys; needs pip install 'conduit[redis]'); "
+              "(?prefix=name for the Redis keys; needs pip install 'conduit-sse[redis]'); "
               "default: the CONDUIT_BROKER environment variable, else none",
 }
 

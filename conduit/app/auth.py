@@ -111,7 +111,7 @@ class Auth:
 
     ``tokens``: ``{token: {"publish": [selectors], "subscribe": [selectors]}}``.
     ``jwt_secret``: the HMAC key of JWTs (str or bytes, at least as long as the hash:
-    32 bytes for HS256); needs PyJWT (``pip install conduit[jwt]``).
+    32 bytes for HS256); needs PyJWT (``pip install 'conduit-sse[jwt]'``).
     ``jwt_algorithms``: accepted algorithms, among HS256, HS384 and HS512.
     ``cookie``, ``query_param``: where browsers may put the token. ``claim``: the JWT
     claim that holds the grants.
@@ -151,7 +151,7 @@ class Auth:
             try:
                 import jwt
             except ImportError:
-                raise ImportError("JWT support needs PyJWT: pip install conduit[jwt] "
+                raise ImportError("JWT support needs PyJWT: pip install 'conduit-sse[jwt]' "
                                   "(static tokens work without it)") from None
             self._jwt = jwt
             self._jwt_secret = secret

@@ -4,7 +4,7 @@
     CONDUIT_BROKER=redis://10.0.0.5:6379/0?prefix=myapp python -m conduit run app.py
     app = App(broker="redis://127.0.0.1:6379/0")                          # programmatic
 
-Needs redis-py (``pip install 'conduit[redis]'``); nothing here is imported without a broker.
+Needs redis-py (``pip install 'conduit-sse[redis]'``); nothing here is imported without a broker.
 It keeps the contract of ``conduit.app.broker``; this is how.
 
 Keys (``<prefix>`` is ``conduit`` unless the URL says ``?prefix=``)
@@ -163,7 +163,7 @@ def _import_redis():
         from redis.backoff import NoBackoff
         from redis.retry import Retry
     except ImportError as exc:
-        raise RuntimeError("the redis broker needs redis-py: pip install 'conduit[redis]'") \
+        raise RuntimeError("the redis broker needs redis-py: pip install 'conduit-sse[redis]'") \
             from exc
     return redis, Retry(NoBackoff(), 0)
 

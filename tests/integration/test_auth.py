@@ -288,7 +288,7 @@ def test_bad_configuration_is_refused_clearly(monkeypatch):
     assert PUBLISHER not in repr(Auth(tokens={PUBLISHER: {}}, jwt_secret=SECRET))
     # Without PyJWT: a clear error for JWTs, static tokens still work.
     monkeypatch.setitem(sys.modules, "jwt", None)
-    with pytest.raises(ImportError, match=r"pip install conduit\[jwt\]"):
+    with pytest.raises(ImportError, match=r"pip install 'conduit-sse\[jwt\]'"):
         Auth(jwt_secret=SECRET)
     assert Auth(tokens={"t": {"publish": ["*"]}})._check("t").allows("publish", "x")
 

@@ -436,7 +436,7 @@ def test_startup_errors(redis_server, app_path, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(),
                             capture_output=True, text=True, timeout=DEADLINE, cwd=tmp_path)
     assert result.returncode == 3, result.stderr
-    assert "the redis broker needs redis-py: pip install 'conduit[redis]'" in result.stderr
+    assert "the redis broker needs redis-py: pip install 'conduit-sse[redis]'" in result.stderr
 
 
 def test_an_app_without_a_broker_never_imports_redis(tmp_path):
