@@ -19,7 +19,7 @@ import os
 import sys
 from typing import cast
 
-from conduit.config import LOG_LEVELS, Config
+from conduit.config import LOG_LEVELS, LOOPS, Config
 
 EXIT_STARTUP_FAILED = 3
 
@@ -62,6 +62,11 @@ _HELP = {
     "broker": "join the channels of every server using this broker: redis://host:port/db "
               "(?prefix=name for the Redis keys; needs pip install 'conduit-sse[redis]'); "
               "default: the CONDUIT_BROKER environment variable, else none",
+    "loop": "the asyncio event loop handlers run on: uvloop (pip install "
+            "'conduit-sse[uvloop]'), asyncio, or auto = uvloop when installed "
+            "(default: %(default)s)",
+    "thread_pool_size": "threads for blocking work (conduit.to_thread, asyncio.to_thread, "
+                        "run_in_executor(None)) (default: %(default)s)",
 }
 
 
@@ -110,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         if field.type == "bool":
             run.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                              default=default, help=_HELP.get(field.name))
-        elif field.name == "log_level":
-            run.add_argument(flag, dest=field.name, choices=LOG_LEVELS, default=default,
-                             help=_HELP.get(field.name))
+        elif field.name in ("log_level", "loop"):
+            run.add_argument(flag, dest=field.name, default=default, help=_HELP.get(field.name),
+                             choices=LOG_LEVELS if field.name == "log_level" else LOOPS)
         else:
             # Config's annotations are strings (it has `from __future__ import annotations`)
             kind = {"int": int, "float": float}.get(cast(str, field.type), str)
@@ -165,7 +170,7 @@ def load_target(target: str):
 
 
 def run_command(args) -> int:
-    from conduit.server.server import BindError, Server
+    from conduit.server.server import BindError, Server, StartupError
 
     setup_logging(args.log_level)
     log = logging.getLogger("conduit.server")
@@ -230,6 +235,9 @@ def run_command(args) -> int:
         code = server.run()
     except BrokerUnavailable as exc:  # the broker cannot be reached at startup
         log.error("%s", exc.detail)
+        return EXIT_STARTUP_FAILED
+    except StartupError as exc:  # no uvloop for --loop uvloop, a startup hook failed
+        log.error("%s", exc)
         return EXIT_STARTUP_FAILED
     from conduit.server.aio import busy_workers
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from conduit.http.parser import (
@@ -13,6 +14,7 @@ from conduit.http.parser import (
 )
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOOPS = ("auto", "asyncio", "uvloop")
 
 
 @dataclass
@@ -66,6 +68,12 @@ class Config:
     # The broker that joins this server's channels to other servers' ("redis://host:port/db",
     # conduit.app.redis_broker); "" = none (the CLI then reads CONDUIT_BROKER).
     broker: str = ""
+    # The asyncio event loop handlers run on, by uvicorn's names: "asyncio", "uvloop"
+    # (pip install 'conduit-sse[uvloop]'), or "auto": uvloop when it is installed.
+    loop: str = "auto"
+    # Threads for blocking work: conduit.to_thread, asyncio.to_thread and
+    # loop.run_in_executor(None, ...) share them (asyncio's default size).
+    thread_pool_size: int = min(32, (os.cpu_count() or 1) + 4)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -84,6 +92,11 @@ class Config:
                     raise ValueError(f"{field.name} must be a number >= 0, got {value!r}")
         if not isinstance(self.broker, str):
             raise ValueError(f"broker must be a URL string, got {self.broker!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
+        if self.thread_pool_size < 1:
+            raise ValueError(f"thread_pool_size must be an int >= 1, "
+                             f"got {self.thread_pool_size!r}")
         if self.workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {self.workers!r}")
         if self.low_water_bytes > self.high_water_bytes:

@@ -36,10 +36,17 @@ cdef class Loop:
     cdef list _dirty
     cdef bint _stopping
     cdef bint _running
+    cdef public object driver    # the asyncio loop running this one (attach), else None
+    cdef bint _kicked            # a call_soon(_service) is pending on the driver
+    cdef bint _in_service        # inside a turn run by the driver
+    cdef object _timer_handle    # the driver's timer for our nearest timer
+    cdef double _timer_when
     cdef epoll_event _events[MAX_EVENTS]
 
     cdef int _update(self, int fd) except -1
     cdef int _run_once(self) except -1
+    cdef int _kick(self) except -1
+    cdef int _arm(self, double when) except -1
 
 
 @cython.final

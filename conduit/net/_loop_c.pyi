@@ -6,6 +6,7 @@ turn and the write path of a byte (the outbox and its watermarks) are written at
 ``conduit/net/_loop_py.py``.
 """
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -62,8 +63,27 @@ class Loop:
     def run_forever(self) -> None:
         """Run turns until ``stop()``; a stop requested before this call ends it after
         one turn (as asyncio does)."""
+    driver: asyncio.AbstractEventLoop | None
+    """The asyncio loop running this one (``attach``), else None."""
+    def attach(self, driver: asyncio.AbstractEventLoop) -> None:
+        """Let ``driver`` (an asyncio event loop) run this loop from now on: it watches the
+        loop's epoll descriptor and holds one timer for the nearest timer, so asyncio adds
+        one callback per turn, never one per connection or event. ``stop()`` then stops
+        the driver.
+
+        >>> import asyncio
+        >>> driver = asyncio.new_event_loop()
+        >>> loop = Loop()
+        >>> loop.attach(driver)
+        >>> _ = loop.call_later(0.01, loop.stop)
+        >>> driver.run_forever()
+        >>> loop.close(); driver.close()
+        """
+    def detach(self) -> None:
+        """Undo ``attach`` (``close`` does it too)."""
     def stop(self) -> None:
-        """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
+        """Stop after the current turn (thread-safe through call_soon_threadsafe); when
+        attached, stop the asyncio loop."""
     def close(self) -> None:
         """Release the loop's file descriptors (after ``run_forever`` returned)."""
 

@@ -173,6 +173,8 @@ cdef class Loop:
     def call_soon(self, callback, *args):
         handle = Handle(callback, args)
         self._ready.append(handle)
+        if self.driver is not None and not self._kicked and not self._in_service:
+            self._kick()
         return handle
 
     def call_soon_threadsafe(self, callback, *args):
@@ -190,6 +192,8 @@ cdef class Loop:
     def call_at(self, when, callback, *args):
         handle = Handle(callback, args, when)
         heapq.heappush(self._timers, handle)
+        if self.driver is not None and not self._in_service:
+            self._arm(when)
         return handle
 
     def _drain_wakeups(self):
@@ -244,6 +248,67 @@ cdef class Loop:
 
     def _mark_dirty(self, transport):
         self._dirty.append(transport)
+        if self.driver is not None and not self._kicked and not self._in_service:
+            self._kick()
+
+    # -- run by asyncio (the pure twin's theory of operation) --------------------------
+    def attach(self, driver):
+        """Let ``driver`` (an asyncio event loop) run this loop; ``stop()`` stops it."""
+        if self.driver is not None:
+            raise RuntimeError("the loop is already attached to an asyncio loop")
+        self.driver = driver
+        driver.add_reader(self._epfd, self._service)
+        self._kick()
+
+    def detach(self):
+        driver = self.driver
+        self.driver = None
+        if driver is None:
+            return
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        self._kicked = False
+        if not driver.is_closed() and self._epfd >= 0:
+            driver.remove_reader(self._epfd)
+
+    cdef int _kick(self) except -1:
+        self._kicked = True
+        self.driver.call_soon(self._service)
+        return 0
+
+    cdef int _arm(self, double when) except -1:
+        if self._timer_handle is not None:
+            if self._timer_when <= when:
+                return 0
+            self._timer_handle.cancel()
+        self._timer_when = when
+        self._timer_handle = self.driver.call_later(max(0.0, when - time.monotonic()),
+                                                    self._on_timer)
+        return 0
+
+    def _on_timer(self):
+        self._timer_handle = None
+        self._service()
+
+    def _service(self):
+        self._kicked = False
+        if self.driver is None:
+            return
+        self._in_service = True
+        try:
+            self._run_once()
+        except Exception:
+            log.exception("unhandled exception in a loop turn")
+        finally:
+            self._in_service = False
+        if self.driver is None:
+            return
+        if self._ready or self._dirty:
+            if not self._kicked:
+                self._kick()
+        elif self._timers:
+            self._arm(self._timers[0].when)
 
     # -- running -----------------------------------------------------------------------
     def run_forever(self):
@@ -262,10 +327,15 @@ cdef class Loop:
             self._stopping = False
 
     def stop(self):
-        """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
+        """Stop after the current turn (thread-safe through call_soon_threadsafe); when
+        run by asyncio, stop the asyncio loop."""
+        if self.driver is not None:
+            self.driver.stop()
+            return
         self._stopping = True
 
     def close(self):
+        self.detach()
         if self._epfd >= 0:
             close(self._epfd)
             self._epfd = -1
@@ -278,7 +348,7 @@ cdef class Loop:
         cdef uint32_t events
         cdef double delay
         cdef list timers = self._timers
-        if self._ready or self._dirty:
+        if self._ready or self._dirty or self.driver is not None:
             timeout_ms = 0
         elif timers:
             delay = timers[0].when - time.monotonic()

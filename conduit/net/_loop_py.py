@@ -30,10 +30,24 @@ The outbox of a transport (the write path of a byte):
 
 Thread safety: only ``call_soon_threadsafe`` may be called from another thread; it appends
 to a deque (atomic in CPython) and writes to an eventfd that wakes the wait in step 1.
+
+Run by asyncio (``attach(driver)``): the server runs this loop *inside* an asyncio event
+loop (asyncio's own or uvloop), so that handlers are asyncio code and every asyncio library
+works in them, while the bytes keep moving here.
+1. The driver watches one file descriptor of ours: the epoll descriptor itself, which is
+   readable whenever any of our descriptors (sockets, the eventfd) is ready. Its callback,
+   ``_service``, runs one turn as above with a zero timeout (the driver did the waiting).
+2. Timers stay in our heap; the driver holds one timer handle, for our nearest timer
+   (re-armed only when an earlier one is added). Ready callbacks and dirty transports left
+   after a turn, or added from outside a turn (an asyncio task writing a response), get one
+   ``call_soon`` of ``_service`` on the driver, however many there are.
+3. So asyncio adds one callback per loop turn, never one per connection or per event.
+   ``stop()`` stops the driver. ``driver`` is the asyncio loop (None when standalone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import heapq
 import itertools
@@ -87,6 +101,12 @@ class Loop:
         self._dirty: list = []
         self._stopping = False
         self._running = False
+        # the asyncio loop running this one (attach), else None
+        self.driver: asyncio.AbstractEventLoop | None = None
+        self._kicked = False  # a call_soon(_service) is pending on the driver
+        self._in_service = False
+        self._timer_handle: asyncio.TimerHandle | None = None  # for our nearest timer
+        self._timer_when = 0.0
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.add_reader(self._wake_fd, self._drain_wakeups)
 
@@ -97,6 +117,8 @@ class Loop:
     def call_soon(self, callback, *args) -> Handle:
         handle = Handle(callback, args)
         self._ready.append(handle)
+        if self.driver is not None and not self._kicked and not self._in_service:
+            self._kick()
         return handle
 
     def call_soon_threadsafe(self, callback, *args) -> Handle:
@@ -115,6 +137,8 @@ class Loop:
     def call_at(self, when: float, callback, *args) -> Handle:
         handle = Handle(callback, args, when)
         heapq.heappush(self._timers, handle)
+        if self.driver is not None and not self._in_service:
+            self._arm(when)
         return handle
 
     def _drain_wakeups(self) -> None:
@@ -158,6 +182,67 @@ class Loop:
 
     def _mark_dirty(self, transport) -> None:
         self._dirty.append(transport)
+        if self.driver is not None and not self._kicked and not self._in_service:
+            self._kick()
+
+    # -- run by asyncio (see the theory of operation) ------------------------------------
+    def attach(self, driver) -> None:
+        """Let ``driver`` (an asyncio event loop, not running yet or running on this
+        thread) run this loop from now on; ``stop()`` then stops the driver."""
+        if self.driver is not None:
+            raise RuntimeError("the loop is already attached to an asyncio loop")
+        self.driver = driver
+        driver.add_reader(self._selector.fileno(), self._service)
+        self._kick()
+
+    def detach(self) -> None:
+        driver, self.driver = self.driver, None
+        if driver is None:
+            return
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        self._kicked = False
+        if not driver.is_closed():
+            driver.remove_reader(self._selector.fileno())
+
+    def _kick(self) -> None:
+        assert self.driver is not None  # called only when attached
+        self._kicked = True
+        self.driver.call_soon(self._service)
+
+    def _arm(self, when: float) -> None:
+        assert self.driver is not None  # called only when attached
+        if self._timer_handle is not None:
+            if self._timer_when <= when:
+                return
+            self._timer_handle.cancel()
+        self._timer_when = when
+        self._timer_handle = self.driver.call_later(max(0.0, when - time.monotonic()),
+                                                    self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_handle = None
+        self._service()
+
+    def _service(self) -> None:
+        self._kicked = False
+        if self.driver is None:
+            return
+        self._in_service = True
+        try:
+            self._run_once()
+        except Exception:
+            log.exception("unhandled exception in a loop turn")
+        finally:
+            self._in_service = False
+        if self.driver is None:
+            return
+        if self._ready or self._dirty:
+            if not self._kicked:
+                self._kick()
+        elif self._timers:
+            self._arm(self._timers[0].when)
 
     # -- running -----------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -176,10 +261,15 @@ class Loop:
             self._stopping = False
 
     def stop(self) -> None:
-        """Stop after the current turn (thread-safe through call_soon_threadsafe)."""
+        """Stop after the current turn (thread-safe through call_soon_threadsafe); when
+        run by asyncio, stop the asyncio loop."""
+        if self.driver is not None:
+            self.driver.stop()
+            return
         self._stopping = True
 
     def close(self) -> None:
+        self.detach()
         self._selector.close()
         if self._wake_fd >= 0:
             fd, self._wake_fd = self._wake_fd, -1
@@ -190,7 +280,7 @@ class Loop:
 
     def _run_once(self) -> None:
         timers = self._timers
-        if self._ready or self._dirty:
+        if self._ready or self._dirty or self.driver is not None:
             timeout = 0.0
         elif timers:
             timeout = max(0.0, timers[0].when - time.monotonic())

@@ -17,6 +17,10 @@ How this twin is fast
    gets one ``bytes`` object.
 3. ``last_write`` comes from ``clock_gettime(CLOCK_MONOTONIC)``, the clock behind
    ``time.monotonic()`` and the loop's ``time()``.
+4. An async generator's asyncio Task runs ``_TaskStep``, a C object that asyncio takes
+   for a coroutine; each Task step is one C ``_advance`` that drives the generator's
+   ``asend()`` awaitables and batches what it yields as in 1-2 (``_pump_py`` rules 7-9).
+   An event the generator yields without suspending costs no asyncio work at all.
 """
 
 cimport cython
@@ -31,9 +35,9 @@ from conduit.net._loop_c cimport Transport as CTransport
 import logging
 
 from conduit.http._sse_c import encode_event
-from conduit.server._pump_py import HEARTBEAT, LAST_CHUNK, _log_close_error, _Throw
-from conduit.server._pump_py import to_frame
-from conduit.server.aio import StreamCancelled, Task, foreign_awaitable
+from asyncio import CancelledError
+
+from conduit.server._pump_py import HEARTBEAT, LAST_CHUNK, to_frame
 
 log = logging.getLogger("conduit.server")
 
@@ -70,9 +74,10 @@ cdef class Stream:
     cdef bint _is_async
     cdef bint _direct       # the transport is the compiled one: write to it in C
     cdef bint _last_sent    # the last chunk went out with the final batch
-    cdef object _aw
-    cdef object _waiting
-    cdef Py_ssize_t _token
+    cdef object _aw          # async: the asend() awaitable in flight
+    cdef object _waiter      # async: the future the Task waits on while paused
+    cdef object _closing     # async: the aclose() awaitable driven after a cancel
+    cdef object _task        # async: the asyncio Task that drives this stream
     cdef char* _buf          # batch buffer: HEAD_ROOM bytes, then frames, then CRLF room
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _len     # end of the frames batched so far
@@ -181,7 +186,11 @@ cdef class Stream:
     # -- driving -----------------------------------------------------------------------
     def start(self):
         if self._is_async:
-            self._step()
+            driver = self.loop.driver
+            if driver is None:
+                raise RuntimeError("an async generator stream needs the loop run by "
+                                   "asyncio (conduit.net Loop.attach)")
+            self._task = driver.create_task(_TaskStep(self))
         else:
             self._pull()
 
@@ -207,54 +216,77 @@ cdef class Stream:
             self._scheduled = True
             self.loop.call_soon(self._pull)
 
-    def _step(self, value=None, exc=None):
-        """Advance an async generator until it awaits a marker, pauses, or ends."""
-        self._scheduled = False
+    cdef object _advance(self, object value, object exc):
+        # One step of the asyncio Task of an async-generator stream (_pump_py rules 7-9):
+        # returns what the Task waits on next, raises StopIteration (over) or
+        # CancelledError (cancelled).
+        cdef Py_ssize_t limit = HEAD_ROOM + self.high_water
+        if self._closing is not None:
+            return self._drive_close(value, exc)
+        if self._aw is None and (exc is not None or self.done):
+            return self._start_close()
         agen = self.source
-        while not self.done:
+        while True:
             aw = self._aw
             if aw is None:
-                if self.paused or self._len - HEAD_ROOM >= self.high_water:
-                    break
+                if self.done:
+                    return self._start_close()
+                if self.paused:
+                    self._send_batch()
+                    waiter = self._waiter = self.loop.driver.create_future()
+                    waiter._asyncio_future_blocking = True
+                    return waiter
+                if self._len >= limit:
+                    self._send_batch()
+                    return None
                 aw = self._aw = agen.asend(None)
             try:
-                marker = aw.send(value) if exc is None else aw.throw(exc)
+                awaited = aw.send(value) if exc is None else aw.throw(exc)
             except StopIteration as item:
                 self._aw = None
                 value = exc = None
-                self._add_item(item.value)
+                if not self.done:
+                    self._add_item(item.value)
                 continue
             except StopAsyncIteration:
                 self._aw = None
-                self._send_batch(True)
-                self._end(None)
-                return
-            except Exception as error:
+                if not self.done:
+                    self._send_batch(True)
+                    self._end(None)
+                raise StopIteration
+            except BaseException as error:
                 self._aw = None
+                if self.done:
+                    if not isinstance(error, (CancelledError, Exception)):
+                        raise
+                    if not isinstance(error, CancelledError):
+                        log.error("error while closing a stream handler", exc_info=error)
+                    raise CancelledError()
+                if not isinstance(error, Exception):
+                    if isinstance(error, CancelledError):
+                        self._send_batch()
+                        self._end(None)
+                    raise
                 self._send_batch()
                 self._end(error)
-                return
-            value = exc = None
-            schedule = getattr(marker, "_conduit_schedule", None)
-            if schedule is None:
-                exc = foreign_awaitable(marker)
-                continue
-            self._token += 1
-            self._waiting = schedule(self.loop, self._resume_for(self._token))
-            break
-        self._send_batch()
-        if (self._aw is None and not self.paused and not self.done
-                and not self._scheduled):
-            self._scheduled = True
-            self.loop.call_soon(self._step)
+                raise StopIteration
+            self._send_batch()
+            return awaited
 
-    def _resume_for(self, Py_ssize_t token):
-        def resume(value=None, exc=None):
-            if token == self._token and not self.done:
-                self._waiting = None
-                self._step(value, exc)
+    cdef object _start_close(self):
+        self.done = True
+        self._closing = self.source.aclose()
+        return self._drive_close(None, None)
 
-        return resume
+    cdef object _drive_close(self, object value, object exc):
+        try:
+            return self._closing.send(value) if exc is None else self._closing.throw(exc)
+        except (StopIteration, CancelledError):
+            pass
+        except Exception as error:
+            log.error("error while closing a stream handler", exc_info=error)
+        self._closing = None
+        raise CancelledError()
 
     # -- writing -----------------------------------------------------------------------
     def heartbeat(self):
@@ -270,13 +302,14 @@ cdef class Stream:
 
     def resume(self):
         self.paused = False
-        if self.done or self._scheduled:
+        if self.done:
             return
         if self._is_async:
-            if self._aw is None:
-                self._scheduled = True
-                self.loop.call_soon(self._step)
-        else:
+            waiter = self._waiter
+            self._waiter = None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._pull)
 
@@ -297,13 +330,8 @@ cdef class Stream:
             return
         self.done = True
         if self._is_async:
-            self._token += 1
-            waiting, self._waiting = self._waiting, None
-            if waiting is not None and hasattr(waiting, "cancel"):
-                waiting.cancel()
-            aw, self._aw = self._aw, None
-            closer = _Throw(aw, StreamCancelled()) if aw is not None else self.source.aclose()
-            Task(self.loop, closer, _log_close_error).start()
+            if self._task is not None:
+                self._task.cancel()
         else:
             try:
                 self.source.close()
@@ -317,3 +345,39 @@ cdef class Stream:
         self.cancel()
         if self.chunked:
             self.transport.write(LAST_CHUNK)
+
+
+@cython.final
+cdef class _TaskStep:
+    """The coroutine an asyncio Task runs for an async-generator stream (see
+    ``_pump_py._TaskStep``): each step is one ``Stream._advance``, in C."""
+
+    cdef Stream stream
+
+    def __init__(self, Stream stream):
+        self.stream = stream
+
+    def send(self, value):
+        return self.stream._advance(value, None)
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            val = typ if isinstance(typ, BaseException) else typ()
+        return self.stream._advance(None, val)
+
+    def close(self):
+        if self.stream._aw is not None:
+            self.stream._aw.close()
+        self.stream.done = True
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.stream._advance(None, None)
+
+    def __repr__(self):
+        return f"<conduit stream of {self.stream.source!r}>"

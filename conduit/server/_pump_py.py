@@ -8,7 +8,8 @@ The life of an event from a streaming handler (the whole write path, in one plac
    frame the handler formatted itself, written as is).
 2. A sync generator is pulled in a tight loop until ``high_water`` bytes of frames are
    batched or it ends; an async generator is driven step by step (its ``asend()``
-   awaitables), and the items it yields before it next awaits are batched the same way.
+   awaitables) by an asyncio Task (rules 7-9), and the items it yields before it next
+   awaits are batched the same way.
 3. The batch goes into the connection's outbox with one write, wrapped in one HTTP/1.1
    chunk (size line, frames, CRLF); on HTTP/1.0 the stream is close-delimited and the
    frames go as they are.
@@ -21,15 +22,36 @@ The life of an event from a streaming handler (the whole write path, in one plac
    continues), raises (logged; the stream is ended the same way), or is cancelled because
    the client went away or the server drains (the generator is closed at once, so its
    ``finally`` runs).
+
+An async generator runs on asyncio (``conduit.server.aio``):
+7. ``start()`` makes one asyncio Task for the stream. Its coroutine is not a Python
+   coroutine but ``_TaskStep``, an object with ``send``/``throw``/``close``/``__await__``
+   whose every step is one ``Stream._advance``: the generator's ``asend()`` awaitables
+   are driven from here, so the Task runs the generator's code in its own context
+   (``asyncio.current_task()``, ``asyncio.timeout``, contextvars all work) while the items
+   are batched as in rule 2. A step ends (a) when the generator really suspends: the
+   batch is written and the future it awaits is handed to the Task, which resumes us when
+   it is done; (b) after ``high_water`` bytes: the batch is written and a bare yield gives
+   the loop a turn (fairness); (c) when paused by backpressure: the Task waits on a future
+   that ``resume()`` completes. So asyncio costs one Task step per batch or per real
+   suspension, never one per event.
+8. The end: ``StopAsyncIteration`` writes the last chunk and calls ``on_end``; an error
+   is logged and ends the stream the same way.
+9. ``cancel()`` (the client went away, the server drains) cancels the Task. Inside an
+   ``await``, ``CancelledError`` is raised there and unwinds the generator (``finally``,
+   ``async with``, nested async generators; their cleanup may await, still driven by the
+   Task). At a ``yield`` (or before the first step, or paused), ``aclose()`` raises
+   ``GeneratorExit`` there. Nothing is written after a cancel, and the Task ends
+   cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from conduit.http.sse import SSEEvent, comment, encode_event
-from conduit.server.aio import StreamCancelled, Task, foreign_awaitable
 
 log = logging.getLogger("conduit.server")
 
@@ -67,13 +89,18 @@ class Stream:
         self._scheduled = False
         self._is_async = hasattr(source, "__anext__")
         self._aw = None  # async: the asend() awaitable in flight, if the generator awaits
-        self._waiting = None  # async: what the awaited marker scheduled (timer, future)
-        self._token = 0  # async: invalidates stale resumptions
+        self._waiter = None  # async: the future the Task waits on while paused
+        self._closing = None  # async: the aclose() awaitable being driven after a cancel
+        self._task = None  # async: the asyncio Task that drives this stream
 
     # -- driving -----------------------------------------------------------------------
     def start(self) -> None:
         if self._is_async:
-            self._step()
+            driver = self.loop.driver
+            if driver is None:
+                raise RuntimeError("an async generator stream needs the loop run by "
+                                   "asyncio (conduit.net Loop.attach)")
+            self._task = driver.create_task(_TaskStep(self))
         else:
             self._pull()
 
@@ -103,62 +130,87 @@ class Stream:
             self._scheduled = True
             self.loop.call_soon(self._pull)
 
-    def _step(self, value=None, exc=None) -> None:
-        """Advance an async generator until it awaits a marker, pauses, or ends.
-
-        NOTE: the generator is driven directly (asend() awaitables), not through a wrapper
-        coroutine: closing a wrapper would not close the generator inside an ``await``.
-        """
-        self._scheduled = False
+    def _advance(self, value, exc):
+        """One step of the asyncio Task of an async-generator stream (rules 7-9 of the
+        theory of operation): returns what the Task waits on next (the generator's own
+        future, our resume future, or None for "next turn"); raises StopIteration when
+        the stream is over and CancelledError when it was cancelled."""
+        if self._closing is not None:
+            return self._drive_close(value, exc)
+        if self._aw is None and (exc is not None or self.done):
+            # cancelled at a yield, before the first step, or while paused
+            return self._start_close(exc)
         agen = self.source
         frames = []
         size = 0
-        while not self.done:
+        while True:
             aw = self._aw
             if aw is None:
-                if self.paused or size >= self.high_water:
-                    break
+                if self.done:  # cancelled, and the generator just yielded: drop it, close
+                    return self._start_close(None)
+                if self.paused:
+                    self._write(frames)
+                    waiter = self._waiter = self.loop.driver.create_future()
+                    waiter._asyncio_future_blocking = True
+                    return waiter
+                if size >= self.high_water:
+                    self._write(frames)
+                    return None  # a bare yield: the Task steps us again next turn
                 aw = self._aw = agen.asend(None)
             try:
-                marker = aw.send(value) if exc is None else aw.throw(exc)
+                awaited = aw.send(value) if exc is None else aw.throw(exc)
             except StopIteration as item:  # the generator yielded an item
                 self._aw = None
                 value = exc = None
-                frame = to_frame(item.value)
-                frames.append(frame)
-                size += len(frame)
+                if not self.done:
+                    frame = to_frame(item.value)
+                    frames.append(frame)
+                    size += len(frame)
                 continue
             except StopAsyncIteration:
                 self._aw = None
-                self._write(frames)
-                self._end(None)
-                return
-            except Exception as error:
+                if not self.done:
+                    self._write(frames)
+                    self._end(None)
+                raise StopIteration from None
+            except BaseException as error:
                 self._aw = None
+                if self.done:  # unwound by the cancellation: the Task ends cancelled
+                    if not isinstance(error, (asyncio.CancelledError, Exception)):
+                        raise
+                    if not isinstance(error, asyncio.CancelledError):
+                        log.error("error while closing a stream handler", exc_info=error)
+                    raise asyncio.CancelledError() from None
+                if not isinstance(error, Exception):  # CancelledError from elsewhere
+                    if isinstance(error, asyncio.CancelledError):
+                        self._write(frames)
+                        self._end(None)
+                    raise
                 self._write(frames)
                 self._end(error)
-                return
+                raise StopIteration from None
             value = exc = None
-            schedule = getattr(marker, "_conduit_schedule", None)
-            if schedule is None:
-                exc = foreign_awaitable(marker)
-                continue
-            self._token += 1
-            self._waiting = schedule(self.loop, self._resume_for(self._token))
-            break
-        self._write(frames)
-        if (self._aw is None and not self.paused and not self.done
-                and not self._scheduled):
-            self._scheduled = True  # more to pull: continue next turn (fairness)
-            self.loop.call_soon(self._step)
+            self._write(frames)
+            return awaited  # the generator awaits: the Task waits on what it awaits
 
-    def _resume_for(self, token):
-        def resume(value=None, exc=None):
-            if token == self._token and not self.done:
-                self._waiting = None
-                self._step(value, exc)
+    def _start_close(self, exc):
+        # The generator is at a yield (or never started): aclose() it, driven by this
+        # Task (its finally may await), then end cancelled.
+        self.done = True
+        self._closing = self.source.aclose()
+        return self._drive_close(None, None)
 
-        return resume
+    def _drive_close(self, value, exc):
+        try:
+            return self._closing.send(value) if exc is None else self._closing.throw(exc)
+        except StopIteration:
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:
+            log.error("error while closing a stream handler", exc_info=error)
+        self._closing = None
+        raise asyncio.CancelledError()
 
     # -- writing -----------------------------------------------------------------------
     def _write(self, frames) -> None:
@@ -184,13 +236,13 @@ class Stream:
 
     def resume(self) -> None:
         self.paused = False
-        if self.done or self._scheduled:
+        if self.done:
             return
         if self._is_async:
-            if self._aw is None:  # else: it is awaiting a marker, which resumes it
-                self._scheduled = True
-                self.loop.call_soon(self._step)
-        else:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._pull)
 
@@ -206,24 +258,16 @@ class Stream:
         self.on_end(exc)
 
     def cancel(self) -> None:
-        """Stop now and close the generator (its ``finally`` runs). No on_end call."""
+        """Stop now and close the generator (its ``finally`` runs). No on_end call.
+
+        An async generator's Task is cancelled: ``CancelledError`` at the await the
+        generator is suspended in, or ``aclose()`` if it is at a yield (rule 9)."""
         if self.done:
             return
         self.done = True
         if self._is_async:
-            self._token += 1
-            waiting, self._waiting = self._waiting, None
-            if waiting is not None and hasattr(waiting, "cancel"):
-                waiting.cancel()
-            aw, self._aw = self._aw, None
-            # Inside an await: throw StreamCancelled there (see aio); else (at a yield, or
-            # not yet started) aclose(). Either may await in a finally block, so what is
-            # left is driven by a Task of its own rather than dropped.
-            if aw is not None:
-                closer = _Throw(aw, StreamCancelled())
-            else:
-                closer = self.source.aclose()
-            Task(self.loop, closer, _log_close_error).start()
+            if self._task is not None:
+                self._task.cancel()
         else:
             try:
                 self.source.close()
@@ -239,29 +283,39 @@ class Stream:
             self.transport.write(LAST_CHUNK)
 
 
-class _Throw:
-    """Coroutine-like: throws ``exc`` into an awaitable on the first send, then proxies."""
+class _TaskStep:
+    """The coroutine an asyncio Task runs for an async-generator stream: each step of the
+    Task is one ``Stream._advance`` (a batch of events, or up to the generator's next
+    real suspension). asyncio takes it for a coroutine (it has ``send``, ``throw``,
+    ``close`` and ``__await__``)."""
 
-    __slots__ = ("aw", "exc")
+    __slots__ = ("stream",)
 
-    def __init__(self, aw, exc):
-        self.aw = aw
-        self.exc = exc
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
 
     def send(self, value):
-        if self.exc is not None:
-            exc, self.exc = self.exc, None
-            return self.aw.throw(exc)
-        return self.aw.send(value)
+        return self.stream._advance(value, None)
 
-    def throw(self, exc):
-        return self.aw.throw(exc)
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            val = typ if isinstance(typ, BaseException) else typ()
+        return self.stream._advance(None, val)
 
-    def close(self):
-        self.aw.close()
+    def close(self) -> None:
+        stream = self.stream
+        if stream._aw is not None:
+            stream._aw.close()
+        stream.done = True
 
+    def __await__(self):
+        return self
 
-def _log_close_error(value, exc) -> None:
-    if exc is not None and not isinstance(exc, (GeneratorExit, StopAsyncIteration,
-                                                StreamCancelled)):
-        log.error("error while closing a stream handler", exc_info=exc)
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def __repr__(self) -> str:
+        return f"<conduit stream of {self.stream.source!r}>"

@@ -1,29 +1,37 @@
-"""Awaitables for handlers, and the task that drives coroutines on conduit's loop.
+"""asyncio in handlers: conduit's awaitables, as thin layers over asyncio.
 
-conduit runs its own loop, not asyncio's. A handler that is an ``async def`` (or an async
-generator) may await conduit's awaitables:
+Handlers run on an asyncio event loop: the server runs conduit's own loop (the sockets, the
+parser, the pump, the fan-out) *inside* an asyncio loop, asyncio's own or uvloop
+(``--loop``; see the theory of operation of ``conduit.net._loop_py``). So inside any
+handler ``asyncio.get_running_loop()`` is the loop conduit serves on, and asyncio.sleep,
+Queue, Event, Lock, create_task, timeout, TaskGroup, to_thread, anyio and asyncio client
+libraries (httpx.AsyncClient, the openai SDK, redis.asyncio...) all work, with no thread
+per request.
 
-    await conduit.sleep(1.0)                      # a timer on the loop
-    result = await conduit.to_thread(fn, *args)   # blocking work in a worker thread
+1. An ``async def`` handler that returns a response runs as an asyncio Task.
+2. An async-generator handler runs as an asyncio Task whose coroutine is the compiled pump
+   (``conduit.server._pump_c``): the Task steps it once per batch of events or per real
+   suspension of the generator, never once per event.
+3. A client that goes away cancels its handler's Task: ``CancelledError`` is raised at the
+   ``await`` the handler is suspended in (or ``GeneratorExit`` at its ``yield``), so its
+   ``finally`` blocks and ``async with`` exits run, nested async generators included.
+4. Blocking work goes to one thread pool of ``Config.thread_pool_size`` threads
+   (``--thread-pool-size``), which is also the asyncio loop's default executor, so
+   ``conduit.to_thread``, ``asyncio.to_thread`` and ``loop.run_in_executor(None, ...)``
+   share it.
+
+The helpers kept from before the asyncio loop:
+
+    await conduit.sleep(1.0)                      # asyncio.sleep, with its argument checked
+    result = await conduit.to_thread(fn, *args)   # blocking work in the pool
     async for item in conduit.iterate_in_thread(blocking_iterator): ...
-
-How it works (the protocol between an awaitable and the loop):
-1. An awaitable's ``__await__`` yields a *marker*: an object with a method
-   ``_conduit_schedule(loop, resume)``.
-2. The ``Task`` driving the coroutine receives the marker from ``coro.send()`` and calls
-   ``_conduit_schedule``, which arranges for ``resume(value)`` or ``resume(exc=error)``
-   to be called on the loop thread later (a timer, a worker thread's completion...).
-3. ``resume`` sends the value (or throws the error) back into the coroutine, which runs to
-   its next marker or to its end.
-4. Cancelling a task (the client went away) closes the coroutine at once, so its
-   ``finally`` blocks run; a late ``resume`` for a cancelled task is ignored.
-
-Awaiting anything else (an asyncio future, say) raises ``TypeError`` in the coroutine with a
-message that names the conduit helper to use instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
 import os
 import threading
@@ -31,91 +39,59 @@ from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("conduit.server")
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-_busy_workers = 0  # functions submitted by to_thread and not finished yet
+_count_lock = threading.Lock()
+_busy_workers = 0  # to_thread calls running in a thread right now
+
+
+def default_thread_pool_size() -> int:
+    """asyncio's own default: min(32, CPUs + 4)."""
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 def busy_workers() -> int:
-    """How many to_thread calls are still running (a process exit would wait for them)."""
+    """How many to_thread calls are running in a thread (a process exit would wait)."""
     return _busy_workers
 
 
-def _get_executor() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:  # (the lock also guards _busy_workers)
-                _executor = ThreadPoolExecutor(
-                    max_workers=min(32, (os.cpu_count() or 1) + 4),
-                    thread_name_prefix="conduit-worker",
-                )
-    return _executor
+def new_thread_pool(size: int) -> ThreadPoolExecutor:
+    """The pool a server sets as its asyncio loop's default executor (rule 4)."""
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="conduit-worker")
 
 
-class sleep:  # noqa: N801 - used like a function: ``await conduit.sleep(1)``
-    """Pause the current handler for ``seconds`` without blocking the loop.
+def sleep(seconds: float, result=None):
+    """``asyncio.sleep(seconds, result)``, refusing a negative or NaN delay.
 
     >>> async def ticker():
     ...     for i in range(3):
     ...         yield i
     ...         await sleep(1.0)
     """
-
-    __slots__ = ("seconds", "result")
-
-    def __init__(self, seconds: float, result=None) -> None:
-        if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
-            raise ValueError(f"sleep() needs a number of seconds >= 0, got {seconds!r}")
-        self.seconds = seconds
-        self.result = result
-
-    def __await__(self):
-        yield self
-        return self.result
-
-    def _conduit_schedule(self, loop, resume):
-        return loop.call_later(self.seconds, resume, self.result)
+    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
+        raise ValueError(f"sleep() needs a number of seconds >= 0, got {seconds!r}")
+    return asyncio.sleep(seconds, result)
 
 
-class to_thread:  # noqa: N801 - used like a function
-    """Run blocking ``fn(*args, **kwargs)`` in a worker thread; await its result.
+def _run_counted(call):
+    global _busy_workers
+    with _count_lock:
+        _busy_workers += 1
+    try:
+        return call()
+    finally:
+        with _count_lock:
+            _busy_workers -= 1
+
+
+async def to_thread(fn, /, *args, **kwargs):
+    """Run blocking ``fn(*args, **kwargs)`` in the server's thread pool, with the caller's
+    contextvars (as ``asyncio.to_thread``, which uses the same pool); await its result.
 
     >>> import time
     >>> async def handler(request):
     ...     await to_thread(time.sleep, 0.1)    # the loop keeps serving meanwhile
     """
-
-    __slots__ = ("fn", "args", "kwargs")
-
-    def __init__(self, fn, /, *args, **kwargs) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-
-    def __await__(self):
-        return (yield self)
-
-    def _conduit_schedule(self, loop, resume):
-        global _busy_workers
-        with _executor_lock:
-            _busy_workers += 1
-        future = _get_executor().submit(self.fn, *self.args, **self.kwargs)
-
-        def done(fut):  # runs in the worker thread (or here, if cancelled)
-            global _busy_workers
-            with _executor_lock:
-                _busy_workers -= 1
-            if fut.cancelled():  # the handler went away before a worker took it
-                return
-            exc = fut.exception()
-            if exc is None:
-                loop.call_soon_threadsafe(resume, fut.result())
-            else:
-                loop.call_soon_threadsafe(resume, None, exc)
-
-        future.add_done_callback(done)
-        return future
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(None, _run_counted, call)
 
 
 _END = object()
@@ -175,91 +151,3 @@ class iterate_in_thread:  # noqa: N801 - used like a function
             close = getattr(self._iterator, "close", None)
             if close is not None:
                 await to_thread(self._close, close)
-
-
-class StreamCancelled(BaseException):
-    """Thrown into a stream handler suspended in an ``await`` when its client goes away.
-
-    NOTE: not GeneratorExit: on Python 3.10-3.12, throwing GeneratorExit into an async
-    generator's in-flight ``asend()`` leaves async generators it iterates flagged as
-    running, so their cleanup (``contextlib.aclosing``) fails. A BaseException of our own
-    unwinds them normally; ``finally`` blocks run, ``except Exception`` does not catch it.
-    """
-
-
-def foreign_awaitable(marker) -> TypeError:
-    """The error thrown into a handler that awaited something conduit cannot drive."""
-    return TypeError(
-        f"a conduit handler awaited {marker!r}; on conduit's loop await conduit.sleep(), "
-        "conduit.to_thread() or conduit.iterate_in_thread() "
-        "(run asyncio code with conduit.to_thread(asyncio.run, coro))"
-    )
-
-
-class Task:
-    """Drives one coroutine on the loop (see the module docstring).
-
-    ``on_done(value, exc)`` is called once, when the coroutine returns or raises; not when
-    it is cancelled.
-    """
-
-    __slots__ = ("loop", "coro", "on_done", "_waiting", "_token", "_finished")
-
-    def __init__(self, loop, coro, on_done) -> None:
-        self.loop = loop
-        self.coro = coro
-        self.on_done = on_done
-        self._waiting = None
-        self._token = 0
-        self._finished = False
-
-    def start(self) -> None:
-        self._step(None, None)
-
-    def _resume_for(self, token):
-        def resume(value=None, exc=None):
-            if token == self._token and not self._finished:
-                self._waiting = None
-                self._step(value, exc)
-
-        return resume
-
-    def _step(self, value, exc) -> None:
-        coro = self.coro
-        while True:
-            try:
-                marker = coro.send(value) if exc is None else coro.throw(exc)
-            except StopIteration as stop:
-                self._finish(stop.value, None)
-                return
-            except (Exception, GeneratorExit, StreamCancelled) as error:
-                self._finish(None, error)
-                return
-            schedule = getattr(marker, "_conduit_schedule", None)
-            if schedule is None:
-                value, exc = None, foreign_awaitable(marker)
-                continue
-            self._token += 1
-            self._waiting = schedule(self.loop, self._resume_for(self._token))
-            return
-
-    def _finish(self, value, exc) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self.on_done(value, exc)
-
-    def cancel(self) -> None:
-        """Close the coroutine now (its ``finally`` blocks run); on_done is not called."""
-        if self._finished:
-            return
-        self._finished = True
-        self._token += 1
-        waiting = self._waiting
-        if waiting is not None and hasattr(waiting, "cancel"):
-            waiting.cancel()
-        self._waiting = None
-        try:
-            self.coro.close()
-        except Exception:
-            log.exception("error while closing a cancelled handler")

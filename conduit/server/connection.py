@@ -5,7 +5,7 @@ Theory of operation
 1. Bytes from the transport go into the connection's ``RequestParser``. While no request is
    in progress, complete requests are taken from it one at a time and dispatched to the
    application callable, which returns a ``Response``, a ``StreamResponse`` or a coroutine
-   that resolves to one of them (driven by a ``Task``).
+   that resolves to one of them (run as an asyncio Task on the loop's driver).
 2. Responses go out in request order: the next pipelined request is taken only when the
    previous response is complete. While a request is in progress the parser keeps
    buffering; past ``max_buffered_bytes`` reading is paused.
@@ -30,6 +30,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
@@ -39,7 +40,6 @@ from conduit.http.parser import ParsedRequest, RequestParser
 from conduit.http.response import Response, StreamResponse, build_head
 from conduit.server import hub as _hub
 from conduit.server import pump as _pump
-from conduit.server.aio import Task
 
 if TYPE_CHECKING:
     from conduit.net.loop import Transport
@@ -99,7 +99,7 @@ class HTTPConnection:
         self.eof = False
         self.request: ParsedRequest | None = None  # the request being answered
         self.stream: _pump.Stream | _hub.Subscriber | None = None
-        self.task: Task | None = None
+        self.task: asyncio.Task | None = None
         self.keep_alive = True
         self.request_started = 0.0  # first byte of the request being read, else 0
         self.last_active = 0.0
@@ -208,14 +208,19 @@ class HTTPConnection:
         elif type(result) is StreamResponse:
             self._start_stream(result)
         elif hasattr(result, "send") and hasattr(result, "throw"):  # a coroutine
-            self.task = Task(self.loop, result, self._task_done)
-            self.task.start()
+            task = self.task = self.loop.driver.create_task(result)
+            task.add_done_callback(self._task_done)
         else:
             log.error("application returned %r, not a Response", result)
             self._send_response(Response({"error": "internal server error"}, status=500))
 
-    def _task_done(self, value, exc) -> None:
+    def _task_done(self, task: asyncio.Task) -> None:
+        if task is not self.task:  # cancelled: the connection went away (_cancel_work)
+            return
         self.task = None
+        # (cancelled here means the handler's own code raised CancelledError: a bug)
+        exc = asyncio.CancelledError() if task.cancelled() else task.exception()
+        value = task.result() if exc is None else None
         if self.closed:
             return
         if exc is not None:

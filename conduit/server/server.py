@@ -2,7 +2,11 @@
 graceful drain.
 
 1. ``Server(app, config).run()`` binds the listening socket (``BindError`` if it cannot),
-   logs where it listens, installs SIGINT/SIGTERM handlers and runs the loop.
+   logs where it listens, installs SIGINT/SIGTERM handlers and runs conduit's loop inside
+   an asyncio loop (``Config.loop``: asyncio's or uvloop; ``conduit.net`` Loop.attach),
+   whose default executor is a pool of ``thread_pool_size`` threads. Handlers are asyncio
+   code (``conduit.server.aio``). At the end, the handlers' tasks are cancelled and given
+   ``WIND_DOWN_SECONDS`` to run their ``finally`` blocks.
 2. One housekeeping timer per second sweeps every connection: a connection whose client
    stopped reading (outbox above the high-water mark, not shrinking for
    ``write_timeout_seconds``) is aborted; requests that take longer than
@@ -40,6 +44,8 @@ graceful drain.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import random
@@ -50,6 +56,7 @@ from typing import TYPE_CHECKING
 
 from conduit.config import Config
 from conduit.net.loop import Listener, Loop, create_listen_socket
+from conduit.server.aio import new_thread_pool
 from conduit.server.connection import HTTPConnection
 
 if TYPE_CHECKING:
@@ -63,10 +70,31 @@ SWEEP_SECONDS = 1.0
 DRAIN_WAVES = 5
 DRAIN_RETRY_SECONDS = (1.0, 5.0)
 REFUSAL_LOG_SECONDS = 1.0
+# Shutdown: how long the handlers' tasks get to finish their cancellation (finally blocks).
+WIND_DOWN_SECONDS = 1.0
 
 
 class BindError(OSError):
     """The listening socket could not be bound (port taken, bad address...)."""
+
+
+class StartupError(RuntimeError):
+    """The server could not start: no uvloop for ``--loop uvloop``, and the like."""
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """The asyncio loop for ``Config.loop``: "uvloop", "asyncio", or "auto" (uvloop when
+    it is installed)."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise StartupError("--loop uvloop needs uvloop: "
+                                   "pip install 'conduit-sse[uvloop]'") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 class Server:
@@ -79,6 +107,7 @@ class Server:
         # (conduit.server.workers): its listening socket joins the port's SO_REUSEPORT group.
         self.worker = worker
         self.loop = Loop()
+        self.driver: asyncio.AbstractEventLoop | None = None  # the asyncio loop, in run()
         self.connections: set = set()
         self.streams: set = set()
         self.draining = False
@@ -101,6 +130,7 @@ class Server:
         self._sweeper: Handle | None = None
         self._drain_deadline: float | None = None
         self._started = False
+        self._loop_stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def bind(self) -> tuple:
@@ -121,9 +151,17 @@ class Server:
         return self.listener.address if self.listener else (self.config.host, self.config.port)
 
     def run(self, install_signals: bool = True) -> int:
-        """Serve until drained by a signal or ``shutdown()``; returns the exit status."""
+        """Serve until drained by a signal or ``shutdown()``; returns the exit status.
+
+        Raises ``StartupError`` when the asyncio loop cannot be made (``--loop uvloop``
+        without uvloop) or the application's startup fails."""
         if self.listener is None:
             self.bind()
+        driver = new_event_loop(self.config.loop)
+        driver.set_default_executor(new_thread_pool(self.config.thread_pool_size))
+        asyncio.set_event_loop(driver)
+        self.driver = driver
+        self.loop.attach(driver)  # rule 1: conduit's loop runs inside the asyncio loop
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
         log.info("Started server process [%d]", os.getpid())
@@ -136,27 +174,64 @@ class Server:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, self._on_signal)
         self.started_at = self.loop.time()
-        startup = getattr(self.app, "startup", None)
-        if startup is not None:
-            startup(self.loop, self)
-        self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
-        self._started = True
         try:
-            self.loop.run_forever()
+            startup = getattr(self.app, "startup", None)
+            if startup is not None:
+                result = startup(self.loop, self)
+                if inspect.isawaitable(result):  # the app's async startup hooks
+                    driver.run_until_complete(result)
+            self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
+            self._started = True
+            driver.run_forever()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            self._loop_stopped = True
+            for conn in list(self.connections):
+                conn.transport.abort()
+            self._wind_down(driver)
             shutdown = getattr(self.app, "shutdown", None)
             if shutdown is not None:
                 try:
-                    shutdown()
+                    result = shutdown()
+                    if inspect.isawaitable(result):
+                        driver.run_until_complete(result)
                 except Exception:
                     log.exception("error in application shutdown")
-            for conn in list(self.connections):
-                conn.transport.abort()
             self.loop.close()
+            try:
+                driver.run_until_complete(driver.shutdown_asyncgens())
+            finally:
+                driver.close()
+                asyncio.set_event_loop(None)
             log.info("Finished server process [%d]", os.getpid())
         return self.exit_code
+
+    def _wind_down(self, driver) -> None:
+        """After the last connection was aborted: let their handlers' tasks see the
+        cancellation (their ``finally`` blocks run), for at most WIND_DOWN_SECONDS."""
+
+        async def settle():
+            await asyncio.sleep(0)  # connection_lost runs: each stream cancels its task
+            await asyncio.sleep(0)
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=WIND_DOWN_SECONDS)
+
+        try:
+            driver.run_until_complete(settle())
+        except Exception:
+            log.exception("error while cancelling the handlers' tasks")
+
+    def _stop_loop(self) -> None:
+        # Once: the wind-down after the loop stopped runs the loop again, and the
+        # connections it closes must not stop it a second time.
+        if not self._loop_stopped:
+            self._loop_stopped = True
+            self.loop.stop()
 
     def _on_signal(self, signum, frame) -> None:
         # Runs in the main thread between bytecodes; hand over to the loop.
@@ -169,7 +244,7 @@ class Server:
             self.exit_code = 1
             for conn in list(self.connections):
                 conn.transport.abort()
-            self.loop.stop()
+            self._stop_loop()
             return
         self.draining = True
         name = signal.Signals(signum).name if signum else "shutdown"
@@ -226,7 +301,7 @@ class Server:
 
     def _maybe_stop(self) -> None:
         if self.draining and not self.connections:
-            self.loop.stop()
+            self._stop_loop()
 
     # -- connections -------------------------------------------------------------------
     def _new_connection(self) -> HTTPConnection:
@@ -311,7 +386,7 @@ class Server:
             log.warning("graceful timeout: cutting %d connections", len(self.connections))
             for conn in list(self.connections):
                 conn.transport.abort()
-            loop.stop()
+            self._stop_loop()
             return
         for conn in list(self.connections):
             conn.timed_out(now)

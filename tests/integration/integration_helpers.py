@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -265,6 +266,11 @@ class RawClient:
         return not readable
 
     def close(self) -> None:
+        self.sock.close()
+
+    def reset(self) -> None:
+        """Close with a TCP RST (SO_LINGER 0), as a client that crashes or is killed."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
     def __enter__(self):

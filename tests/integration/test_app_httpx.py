@@ -219,44 +219,6 @@ def test_to_thread_exception_reaches_the_handler(serve):
     assert httpx.get(server.url + "/", timeout=TIMEOUT).json() == {"caught": "'missing'"}
 
 
-def test_awaiting_asyncio_is_a_clear_error_not_a_hang(serve, caplog):
-    import asyncio
-
-    app = App()
-
-    @app.get("/")
-    async def handler(request):
-        try:
-            await asyncio.sleep(0)  # asyncio's, not conduit's: conduit runs its own loop
-        except TypeError as exc:
-            return {"error": str(exc)}
-        return {"error": None}
-
-    @app.get("/timer")
-    async def timer(request):
-        try:
-            await asyncio.sleep(0.01)  # asyncio refuses by itself: no asyncio loop runs here
-        except RuntimeError as exc:
-            return {"error": str(exc)}
-        return {"error": None}
-
-    @app.get("/stream")
-    async def stream(request):
-        yield "before"
-        await asyncio.sleep(0)
-        yield "after"  # never reached: the TypeError ends the stream
-
-    server = serve(app)
-    message = httpx.get(server.url + "/", timeout=TIMEOUT).json()["error"]
-    assert "conduit.sleep()" in message and "conduit.to_thread" in message
-    message = httpx.get(server.url + "/timer", timeout=TIMEOUT).json()["error"]
-    assert "no running event loop" in message
-    with caplog.at_level("ERROR", logger="conduit.server"):
-        body = httpx.get(server.url + "/stream", timeout=TIMEOUT).text
-    assert body == "data: before\n\n"
-    assert "stream handler raised" in caplog.text
-
-
 # -- static files --------------------------------------------------------------------------
 @pytest.fixture
 def static_site(tmp_path):
