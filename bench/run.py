@@ -63,7 +63,7 @@ def free_port() -> int:
 
 
 def conduit_peers() -> list[dict]:
-    base = {"supports": ["stream", "fanout", "latency", "idle", "hold", "slow"],
+    base = {"supports": ["stream", "fanout", "latency", "idle", "hold", "slow", "ticks"],
             "ready": "/count?n=1", "sub_path": "/events", "pub_path": "/pub"}
     run = [sys.executable, "-m", "conduit", "run", "{app}", "--port", "{port}",
            "--no-access-log", "--max-connections", "20000", "--log-level", "warning"]
@@ -78,6 +78,22 @@ def conduit_peers() -> list[dict]:
          "cmd": run + ["--workers", "2"], "app": "bench/apps/conduit_bench.py",
          "env": {"CONDUIT_EXTENSIONS": "1"}, "workers": 2, "optional": True},
     ]
+
+
+def baseline_peer(tree: Path) -> dict:
+    """conduit as of an earlier commit: ``tree`` is a git worktree of it with its compiled
+    extensions built in place (``python setup.py build_ext --inplace`` there); it serves
+    its own bench app, so only the scenarios that app has are run."""
+    tree = tree.resolve()
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    conduit = conduit_peers()[0]
+    app = tree / "bench" / "apps" / "conduit_bench.py"
+    supports = [s for s in conduit["supports"]
+                if s != "ticks" or "/ticks" in app.read_text()]
+    return {**conduit, "name": "conduit-base", "label": f"conduit at {commit} (baseline)",
+            "app": str(app), "cwd": str(tree), "supports": supports,
+            "env": {"CONDUIT_EXTENSIONS": "1", "PYTHONPATH": str(tree)}}
 
 
 def all_peers() -> list[dict]:
@@ -103,9 +119,9 @@ class Running:
                       key: str(value) for key, value in self.extra_ports.items()}}
         argv = [part.format(**values) for part in peer["cmd"]]
         env = dict(os.environ, **peer.get("env", {}))
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(argv, cwd=peer.get("cwd", ROOT), env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
         self.pid = self.proc.pid
         self._wait_ready(peer.get("ready", "/"))
         self.pid = peer_pid(self.proc, peer)
@@ -355,6 +371,22 @@ def idle_scenario(subscribers: int):
     return run
 
 
+def ticks_scenario(subscribers: int, rate: int, seconds: float):
+    """``subscribers`` streams at once, each fed by its own asyncio producer on the server
+    at ``rate`` events/s for ``seconds``: the p99 latency of an event (from the time its
+    producer was due to send it) and the server's CPU."""
+    events = max(1, int(rate * seconds))
+
+    def run(server: Running, sizes) -> dict:
+        result = measured(server, lambda: client(
+            "ticks", "--port", server.port, "--subscribers", subscribers, "--events", events,
+            "--sub-path", f"/ticks?n={events}&rate={rate}", "--timeout", seconds * 4 + 60))
+        result["value"] = result["p99_ms"]
+        return result
+
+    return run
+
+
 def hold_scenario(subscribers: int):
     def run(server: Running, sizes) -> dict:
         peer = server.peer
@@ -404,6 +436,14 @@ def scenarios(mode: str) -> list[Scenario]:
                  f"{latency_subs}", "ms", "slow",
                  latency_scenario(latency_subs, 100, 5 if big else 2, slow=1),
                  higher_is_better=False),
+        Scenario("ticks_1000", f"latency p99, {latency_subs} streams each fed by an asyncio "
+                 "producer at 100 events/s", "ms", "ticks",
+                 ticks_scenario(latency_subs, 100, 5 if big else 2),
+                 higher_is_better=False,
+                 note="Each stream's events come from its own asyncio producer (an async "
+                      "generator awaiting asyncio.sleep until each event is due); latency is "
+                      "from the time the event was due to the time the client could read "
+                      "it. The server's CPU is in the full table."),
         Scenario("hold_10000", f"{10000 if not smoke else 100} subscribers held, one "
                  "broadcast delivered to all", "delivered", "hold",
                  hold_scenario(10_000 if not smoke else 100)),
@@ -435,6 +475,8 @@ def run_all(args) -> dict:
     build()
     mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
     peers = conduit_peers() if args.smoke else all_peers()
+    if getattr(args, "baseline", None):
+        peers.append(baseline_peer(args.baseline))
     if args.peers:
         wanted = set(args.peers.split(","))
         peers = [p for p in peers if p["name"] in wanted]
@@ -655,6 +697,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, help="runs per server and scenario")
     parser.add_argument("--peers", help="comma-separated peer names (default: all)")
     parser.add_argument("--scenarios", help="comma-separated scenario keys (default: all)")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run conduit from TREE (a git worktree of an earlier "
+                             "commit, its extensions built in place) as peer conduit-base")
     parser.add_argument("--max-seconds", type=float, default=120.0,
                         help="skip the 1M stream for a peer that would take longer")
     parser.add_argument("--out", type=Path, help="results file (default: bench/results/...)")

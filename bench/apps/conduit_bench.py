@@ -4,7 +4,12 @@ GET /count?n=N     N events (id i, event counter, data i), then the stream ends
 GET /events        subscribe to the broadcast (": subscribed" once registered)
 POST /publish?n=M&size=B   publish M events of B bytes
 POST /pub          publish the body as one event
+GET /ticks?n=N&rate=R   N events paced by an asyncio producer at R events/s; each event's
+                   data is the time.monotonic_ns() it was due at (the load client's clock)
 """
+
+import asyncio
+import time
 
 from conduit import App, SSEEvent
 
@@ -38,3 +43,16 @@ def publish(request):
 @app.post("/pub")
 def pub(request):
     return {"id": broadcast.publish(request.body.decode("utf-8"), event="bench")}
+
+
+@app.get("/ticks")
+async def ticks(request):
+    n = int(request.query.get("n", "100"))
+    period = 1.0 / float(request.query.get("rate", "100"))
+    start = time.monotonic()
+    for k in range(n):
+        due = start + k * period
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield SSEEvent(str(int(due * 1e9)), event="tick")

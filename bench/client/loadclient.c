@@ -84,6 +84,15 @@ static const char USAGE[] =
 "      percentiles over all non-slow subscribers' events; seconds from the first POST\n"
 "      to the last event); exit 1 if missing > 0.\n"
 "\n"
+"  ticks   --port P --subscribers S --events N --sub-path PATH [--timeout S=120]\n"
+"      S subscribers to PATH, a stream the server paces itself (an asyncio producer per\n"
+"      stream) that sends N events and ends; each event's first data line is the\n"
+"      CLOCK_MONOTONIC nanoseconds it was due at, and its latency is the time the client\n"
+"      could first see it minus that. Every event is sampled from the first one on (also\n"
+"      while later subscribers still connect). -> {subscribers, events_per_stream,\n"
+"      received, p50_ms, p90_ms, p99_ms, max_ms, missing, unparsed, seconds,\n"
+"      cpu_seconds}; exit 1 if a stream ends early or events are missing.\n"
+"\n"
 "  hold    --port P --subscribers S [--seconds T=0] [--sub-path /events]\n"
 "          [--then-publish-path PATH] [--then-events N=1] [--publish-port P2]\n"
 "          [--registered-after-ms X=0] [--timeout S=60]\n"
@@ -195,6 +204,7 @@ static uint32_t *g_samples;        /* latencies in units of 100 ns, saturating *
 static uint64_t g_nsamples, g_samples_cap;
 static uint64_t g_received, g_unparsed;
 static int64_t g_t_wake, g_t_read; /* the last epoll wake-up and the last read */
+static uint64_t g_ticks_per;       /* ticks mode: events per stream (streams then end) */
 
 static void record_event(const sse_t *s)
 {
@@ -716,9 +726,9 @@ static int http_complete_at_eof(const http_t *h)
 /* ------------------------------------------------------------------------------------ */
 /* options                                                                              */
 
-enum { M_STREAM = 1, M_FANOUT = 2, M_LATENCY = 4, M_HOLD = 8, M_COUNT = 16 };
-#define M_NET (M_STREAM | M_FANOUT | M_LATENCY | M_HOLD)
-#define M_SUBS (M_FANOUT | M_LATENCY | M_HOLD)
+enum { M_STREAM = 1, M_FANOUT = 2, M_LATENCY = 4, M_HOLD = 8, M_COUNT = 16, M_TICKS = 32 };
+#define M_NET (M_STREAM | M_FANOUT | M_LATENCY | M_HOLD | M_TICKS)
+#define M_SUBS (M_FANOUT | M_LATENCY | M_HOLD | M_TICKS)
 
 static struct {
     const char *host, *path, *sub_path, *publish_path, *publish_body, *pub_path;
@@ -749,7 +759,7 @@ static const opt_t OPTIONS[] = {
     {"--rcvbuf", M_STREAM, 0, &O.rcvbuf, NULL},
     {"--subscribers", M_SUBS, 0, &O.subscribers, NULL},
     {"--sub-path", M_SUBS, 1, &O.sub_path, NULL},
-    {"--events", M_FANOUT, 0, &O.events, NULL},
+    {"--events", M_FANOUT | M_TICKS, 0, &O.events, NULL},
     {"--size", M_FANOUT, 0, &O.size, NULL},
     {"--publish-path", M_FANOUT, 1, &O.publish_path, NULL},
     {"--publish-port", M_FANOUT | M_HOLD, 0, &O.publish_port, NULL},
@@ -1040,7 +1050,7 @@ static void sub_data(conn_t *c, const char *buf, size_t n)
     if (c->http.state == H_DONE) { /* the server ended the stream */
         conn_close(c);
         G.closed++;
-        if (!(G.counting && c->done))
+        if (!(G.counting && c->done) && !(g_ticks_per && c->sse.events >= g_ticks_per))
             fail("%s: the server ended the stream after %" PRIu64 " events",
                  conn_name(c, name, sizeof name), c->sse.events);
     }
@@ -1339,6 +1349,7 @@ static int open_subscribers(int slow)
         G.subs[i].fd = -1;
         G.subs[i].kind = K_SUB;
         G.subs[i].slow = i < slow;
+        G.subs[i].capture = g_ticks_per > 0; /* ticks: sampled from the first event on */
         sse_init(&G.subs[i].sse);
     }
     if (!O.sub_path)
@@ -1735,6 +1746,63 @@ static int mode_latency(void)
 
 static int until_never(void) { return 0; }
 
+/* ticks: the server paces every stream; done when every stream has ended */
+static int until_all_closed(void) { return G.nsubs > 0 && G.closed == G.nsubs; }
+
+static int mode_ticks(void)
+{
+    int64_t t0 = now_ns();
+    double cpu0 = cpu_now();
+    uint64_t expected = 0;
+    if (!is_int(O.events) || O.events < 1 || !is_int(O.subscribers) || O.subscribers < 1) {
+        fail("--events and --subscribers must be integers >= 1");
+    } else if (!O.sub_path) {
+        fail("--sub-path is required (the server-paced stream)");
+    } else {
+        g_ticks_per = (uint64_t)O.events;
+        expected = (uint64_t)O.subscribers * g_ticks_per;
+        g_samples_cap = expected;
+        if (g_samples_cap > (uint64_t)1 << 28)
+            fail("subscribers x events = %" PRIu64 " samples is too many", g_samples_cap);
+        else if (!(g_samples = malloc(g_samples_cap * sizeof *g_samples + 1)))
+            fail("out of memory for %" PRIu64 " samples", g_samples_cap);
+    }
+    if (!g_error[0] && net_setup() == 0 && open_subscribers(0) == 0) {
+        double limit = O.have_timeout ? O.timeout : 120;
+        int r = pump(until_all_closed, now_ns() + (int64_t)(limit * 1e9));
+        if (r == PUMP_TIMEOUT)
+            fail("timed out after %.0f s: %d of %d streams ended, %" PRIu64 " of %" PRIu64
+                 " events received", limit, G.closed, G.nsubs, g_received, expected);
+    }
+    int64_t t1 = now_ns();
+    double cpu1 = cpu_now();
+    uint64_t missing = expected > g_received ? expected - g_received : 0;
+    if (!g_error[0] && missing)
+        fail("%" PRIu64 " of %" PRIu64 " events missing (%" PRIu64 " unparsed)", missing,
+             expected, g_unparsed);
+    printf("{\"subscribers\": %d, \"events_per_stream\": %" PRIu64 ", \"received\": %" PRIu64
+           ", ", G.nsubs, g_ticks_per, g_received);
+    uint64_t n = g_nsamples;
+    if (n) {
+        double p99 = percentile_ms(n, 99, n);
+        uint64_t k99 = (uint64_t)ceil(0.99 * (double)n);
+        double p90 = percentile_ms(n, 90, k99 ? k99 : 1);
+        uint64_t k90 = (uint64_t)ceil(0.90 * (double)n);
+        double p50 = percentile_ms(n, 50, k90 ? k90 : 1);
+        uint32_t max = 0;
+        for (uint64_t i = 0; i < n; i++)
+            if (g_samples[i] > max)
+                max = g_samples[i];
+        printf("\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, ",
+               p50, p90, p99, max / 1e4);
+    } else {
+        printf("\"p50_ms\": null, \"p90_ms\": null, \"p99_ms\": null, \"max_ms\": null, ");
+    }
+    printf("\"missing\": %" PRIu64 ", \"unparsed\": %" PRIu64 ", \"seconds\": %.6f, "
+           "\"cpu_seconds\": %.6f", missing, g_unparsed, (t1 - t0) / 1e9, cpu1 - cpu0);
+    return json_end();
+}
+
 static int mode_hold(void)
 {
     int64_t start = now_ns();
@@ -1833,7 +1901,7 @@ int main(int argc, char **argv)
     static const struct { const char *name; int mode; int (*run)(void); } MODES[] = {
         {"stream", M_STREAM, mode_stream}, {"fanout", M_FANOUT, mode_fanout},
         {"latency", M_LATENCY, mode_latency}, {"hold", M_HOLD, mode_hold},
-        {"count", M_COUNT, mode_count},
+        {"count", M_COUNT, mode_count}, {"ticks", M_TICKS, mode_ticks},
     };
     for (size_t i = 0; i < sizeof MODES / sizeof MODES[0]; i++) {
         if (strcmp(argv[1], MODES[i].name) != 0)
@@ -1844,5 +1912,5 @@ int main(int argc, char **argv)
         G.mode = MODES[i].mode;
         return MODES[i].run();
     }
-    return usage_error("unknown mode \"%s\" (stream, fanout, latency, hold, count)", argv[1]);
+    return usage_error("unknown mode \"%s\" (stream, fanout, latency, hold, count, ticks)", argv[1]);
 }

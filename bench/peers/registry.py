@@ -11,7 +11,9 @@ cmd              argv; placeholders: {port} (where it must listen, on 127.0.0.1)
                  serves (nginx is exec'd by its wrapper), so its pid is the server's pid
 python           the interpreter for {python} (bench/.venv-peers/bin/python for the Python peers)
 ready            a GET path that answers "HTTP/1.1 200" once the peer serves
-supports         scenarios it takes part in: stream, fanout, latency, slow, idle, hold
+supports         scenarios it takes part in: stream, fanout, latency, slow, idle, hold, and
+                 ticks (GET /ticks?n=N&rate=R: a stream paced by an asyncio producer; only
+                 the Python peers, whose idiom it is)
 sub_path         GET path of the broadcast subscription
 sub_headers      headers a subscriber must send (nchan answers 403 without
                  "Accept: text/event-stream"; harmless for the others, so send it always)
@@ -58,6 +60,7 @@ def _all(root: Path) -> list[dict]:
          "python": venv_python,
          "cmd": ["{python}", str(peers_dir / "fastapi_sse_starlette" / "app.py"),
                  "--port", "{port}"],
+         "supports": [*ALL_SCENARIOS, "ticks"],
          "event_fields": ["id", "event", "data"]},
         {**common, "name": "fastapi-native",
          "label": "FastAPI native SSE (fastapi.sse.EventSourceResponse, uvicorn)",
@@ -67,6 +70,7 @@ def _all(root: Path) -> list[dict]:
         {**common, "name": "aiohttp-sse", "label": "aiohttp + aiohttp-sse",
          "python": venv_python,
          "cmd": ["{python}", str(peers_dir / "aiohttp_sse" / "app.py"), "--port", "{port}"],
+         "supports": [*ALL_SCENARIOS, "ticks"],
          "event_fields": ["id", "event", "data"]},
         {**common, "name": "node", "label": "Node.js http (built-in)",
          "cmd": [shutil.which("node") or "node", str(peers_dir / "node" / "server.js"),

@@ -45,6 +45,7 @@ graceful drain.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -182,8 +183,14 @@ class Server:
                     driver.run_until_complete(result)
             self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
             self._started = True
+            # PERF: what exists now (modules, the app, its routes and channels) lives as
+            # long as the process: moved out of the collector's generations, a full
+            # collection no longer walks it. 500 asyncio-fed streams at 100 events/s
+            # (loadclient ticks): p99 latency 10-12 ms -> 3.4-4.7 ms, CPU -5%.
+            gc.freeze()
             driver.run_forever()
         finally:
+            gc.unfreeze()  # (a process that serves again, as the tests do, collects it all)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._loop_stopped = True

@@ -6,6 +6,8 @@ GET /count?n=N            N events (event counter, id i, data i), then the strea
 GET /events               subscribe (": subscribed" once registered)
 POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
 POST /pub                 publish the body as one event
+GET /ticks?n=N&rate=R     N events paced by an asyncio producer at R events/s (data: the
+                          time.monotonic_ns() each was due at)
 
 Broadcast: a list of per-subscriber asyncio.Queue objects. sep="\n" so the bytes match the
 other peers (aiohttp-sse's default separator is "\r\n"). handler_cancellation=True so that a
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import time
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -39,6 +42,20 @@ async def count(request: web.Request) -> web.StreamResponse:
     async with sse_response(request, sep="\n") as resp:
         for i in range(1, n + 1):
             await resp.send(str(i), id=str(i), event="counter")
+    return resp
+
+
+async def ticks(request: web.Request) -> web.StreamResponse:
+    n = int(request.query.get("n", "100"))
+    period = 1.0 / float(request.query.get("rate", "100"))
+    async with sse_response(request, sep="\n") as resp:
+        start = time.monotonic()
+        for k in range(n):
+            due = start + k * period
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await resp.send(str(int(due * 1e9)), event="tick")
     return resp
 
 
@@ -72,6 +89,7 @@ def make_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/count", count)
     app.router.add_get("/events", events)
+    app.router.add_get("/ticks", ticks)
     app.router.add_post("/publish", publish)
     app.router.add_post("/pub", pub)
     return app

@@ -6,6 +6,8 @@ GET /count?n=N            N events (event counter, id i, data i), then the strea
 GET /events               subscribe (": subscribed" once registered)
 POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
 POST /pub                 publish the body as one event
+GET /ticks?n=N&rate=R     N events paced by an asyncio producer at R events/s (data: the
+                          time.monotonic_ns() each was due at)
 
 The broadcast is the idiomatic one: a list of per-subscriber asyncio.Queue objects; a publish
 puts every event on every queue, and each subscriber's generator yields what its queue gets.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import time
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -43,6 +46,21 @@ async def count(n: int = 10000):
             yield {"event": "counter", "id": str(i), "data": str(i)}
 
     return EventSourceResponse(events(), sep="\n")
+
+
+@app.get("/ticks")
+async def ticks(n: int = 100, rate: float = 100.0):
+    async def stream():
+        period = 1.0 / rate
+        start = time.monotonic()
+        for k in range(n):
+            due = start + k * period
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield {"event": "tick", "data": str(int(due * 1e9))}
+
+    return EventSourceResponse(stream(), sep="\n")
 
 
 @app.get("/events")
