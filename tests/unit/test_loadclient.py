@@ -324,6 +324,21 @@ def test_latency(loadclient, server):
     assert 0.9 < result["seconds"] < 30
 
 
+def test_ticks(loadclient, server):
+    """Server-paced streams (bench app /ticks): every event counted and sampled, the
+    streams' ends are not failures; a stream shorter than --events is."""
+    status, result, err = run_client(loadclient, "ticks", "--port", server, "--subscribers",
+                                     20, "--events", 30, "--sub-path", "/ticks?n=30&rate=200")
+    assert status == 0, err
+    assert result["received"] == 20 * 30 and result["missing"] == 0
+    assert result["unparsed"] == 0 and result["events_per_stream"] == 30
+    p50, p90, p99, top = (result[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
+    assert 0 <= p50 <= p90 <= p99 <= top < 10_000
+    status, result, err = run_client(loadclient, "ticks", "--port", server, "--subscribers",
+                                     3, "--events", 30, "--sub-path", "/ticks?n=10&rate=500")
+    assert status == 1 and "ended the stream after 10 events" in err
+
+
 def test_latency_slow_subscribers(loadclient, server):
     status, result, err = run_client(loadclient, "latency", "--port", server, "--subscribers",
                                      6, "--slow", 2, "--rate", 40, "--duration", 0.5,
