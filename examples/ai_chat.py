@@ -1,11 +1,49 @@
-"""AI token streaming: a chat answer sent token by token over SSE, with a Stop button.
+"""AI token streaming: a chat answer read from the ``openai`` SDK and sent on token by token
+over SSE, with a Stop button. Needs the SDK: ``pip install openai``.
 
     python -m conduit run examples/ai_chat.py
     # open http://127.0.0.1:8000/ : type a prompt, watch the answer arrive, Stop cancels it
 
     curl -N 'http://127.0.0.1:8000/ai/chat?prompt=What+is+SSE%3F'
-    curl -N 'http://127.0.0.1:8000/ai/chat?prompt=hello&source=thread&coalesce_ms=200'
-    AI_CHAT_SOURCE=asyncio python -m conduit run examples/ai_chat.py   # another default
+    curl -N 'http://127.0.0.1:8000/ai/chat?prompt=hello&coalesce_ms=200'
+
+    # the same page on a real provider (any OpenAI-compatible API):
+    OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... \\
+        AI_CHAT_MODEL=gpt-4o-mini python -m conduit run examples/ai_chat.py
+
+Two halves in one app
+---------------------
+1. **The chat** (``GET /ai/chat``) is a client of an OpenAI-compatible API: it streams the
+   answer through the SDK's ``AsyncOpenAI`` (``chat.completions.create(..., stream=True)``)
+   and sends each token on as an SSE event.
+2. **The model** (``POST /v1/chat/completions``) is such an API: a tiny deterministic
+   offline "model" (canned answers, ``answer_for``, split by ``tokenize``) paced with
+   ``asyncio.sleep``. It is what the chat talks to unless ``OPENAI_BASE_URL`` says
+   otherwise, so the example runs with no network and no key.
+
+Handlers run on asyncio (README, "Handlers"), so the SDK runs in the handler itself: every
+answer is an asyncio Task awaiting its own HTTP stream, on the loop thread, with no thread
+per answer and no thread pool in the way. 500 answers at once stream as 500 answers at
+once (tests/e2e/test_ai_chat_concurrency.py holds 500 after their first token).
+
+Configuration (environment)
+
+| variable | default | |
+|---|---|---|
+| ``OPENAI_BASE_URL`` | this server's own ``/v1`` | the API the chat reads from |
+| ``OPENAI_API_KEY`` | ``offline`` (a dummy) | its key (the offline model takes any) |
+| ``AI_CHAT_MODEL`` | ``conduit-offline`` | the ``model`` the chat asks for |
+| ``AI_CHAT_DELAY_MS`` | 40 | the offline model's pace: ms per token |
+
+"This server's own /v1" is ``http://<the address the server is bound to>/v1`` (0.0.0.0
+is asked through 127.0.0.1), found at the first chat, so ``--port 0`` works. It is never
+taken from the request's Host header: a client could then point the server's outgoing
+requests anywhere it likes.
+
+One ``AsyncOpenAI`` client is shared by every answer (its connection pool is the SDK's:
+up to 1000 connections, keep-alive reused between answers). It is made at the first chat,
+on the loop, and closed by an ``app.on_shutdown`` hook where the App has them (else the
+process's exit closes its sockets).
 
 The stream: ``GET /ai/chat?prompt=...``
 ---------------------------------------
@@ -22,26 +60,31 @@ One ``token`` event per token, then one ``done`` event, then the stream ends
     ...
     event: token
     id: 6
-    data:                  <- the token "\neach": a newline is two data lines
+    data:                  <- the token "\\neach": a newline is two data lines
     data: each
     ...
     event: done
-    data: {"chat_id":"c1","source":"offline","tokens":16,"events":16,"finish_reason":"stop",
-           "resumed_after":0}
+    data: {"chat_id":"c1","model":"conduit-offline","completion_id":"chatcmpl-1",
+           "tokens":16,"events":16,"finish_reason":"stop","resumed_after":0}
 
 - The data of the token events, concatenated, is the answer exactly (spaces, newlines and
   any unicode included; a newline in a token goes out as two ``data:`` lines, which the
-  client joins back with a newline).
+  client joins back with a newline). A token is the ``delta.content`` of one chunk the
+  SDK yields (chunks with no content, such as the first one, which carries the role, are
+  not sent).
 - A token event's ``id`` is the number of tokens sent so far in this answer. A client that
   reconnects with ``Last-Event-ID: k`` (the browser's EventSource does that by itself after
-  a dropped connection) gets the answer from token k+1, not from the start: the built-in
-  model and the two fake clients are deterministic, so they can skip what was sent. (A real
-  provider cannot resume an answer: keep what it generated, e.g. in a channel with history.)
+  a dropped connection) gets the answer from token k+1: the chat asks the model again and
+  skips the first k tokens. That is exact with the offline model, which is deterministic;
+  a real model writes a new answer each time, so a real app keeps what it generated (e.g.
+  in a channel with history) to resume from.
 - ``done``: JSON with ``tokens`` (the last id), ``events`` (token events in this response),
-  ``finish_reason`` (``stop``, or ``length`` when ``max_tokens`` cut the answer), the
-  ``source``, the ``chat_id`` and ``resumed_after``.
-- If the model fails mid-answer, a ``failed`` event (JSON ``{"error": ..., "tokens": n}``)
-  replaces ``done`` and the stream ends.
+  ``finish_reason`` (the model's: ``stop``, or ``length`` when ``max_tokens`` cut the
+  answer), the ``model``, the ``chat_id``, the ``completion_id`` (the chunks' ``id``) and
+  ``resumed_after``.
+- If the model fails (mid-answer, or before: a 4xx/5xx, a refused connection), a
+  ``failed`` event (JSON ``{"error": ..., "tokens": n}``) replaces ``done`` and the stream
+  ends.
 - Never name an event ``error`` or ``open``: ``EventSource`` fires its own events with those
   names (``error`` when the connection fails or drops, ``open`` when it connects), so a
   page's ``addEventListener("error", ...)`` could not tell the server's report from a
@@ -54,59 +97,15 @@ Query options (all optional):
 
 | option | default | |
 |---|---|---|
-| ``source`` | ``$AI_CHAT_SOURCE``, else ``offline`` | ``offline``, ``thread``, ``asyncio`` |
-| ``delay_ms`` | ``$AI_CHAT_DELAY_MS``, else 40 | pace of the model: ms per token, 0..2000 |
 | ``coalesce_ms`` | 0 (off) | at most one token event per N ms (below), 0..10000 |
 | ``coalesce_bytes`` | 0 (off) | batch tokens until an event holds N bytes, 0..65536 |
-| ``max_tokens`` | 4096 | stop the answer there (``finish_reason: length``) |
-| ``fail_after`` | off | the model fails after N tokens (try the ``failed`` event) |
-| ``hold_after`` | off | thread/asyncio: the fake client blocks after N tokens until |
-|   |   | ``POST /ai/chats/{chat_id}/release`` (a test hook, below) |
+| ``max_tokens`` | the model's | passed to the model (``finish_reason: length``) |
+| ``delay_ms`` | ``$AI_CHAT_DELAY_MS`` | the offline model's pace, 0..2000 |
+| ``fail_after`` | off | the offline model fails after N tokens (the ``failed`` event) |
+| ``hold_after`` | off | the offline model holds after N tokens until released (below) |
 
-Token sources: where the tokens come from
-------------------------------------------
-conduit runs its own event loop, not asyncio's. A streaming handler is an async generator on
-that loop: it may ``await conduit.sleep(s)``, ``await conduit.to_thread(fn)`` and
-``async for x in conduit.iterate_in_thread(blocking_iterator)``, and nothing else may block
-it. The three sources here are the three shapes a real model client comes in:
-
-1. ``offline`` (the default): ``OfflineTokens``, a tiny deterministic canned-answer "model"
-   (``answer_for(prompt)``, tokenized by ``tokenize``) paced with ``await conduit.sleep``,
-   on the loop itself. No thread, no network; what you would write for a model whose
-   tokens are computed cheaply, or to demo and test a UI.
-2. ``thread``: a **blocking** client (``FakeBlockingClient``: its stream's ``next()``
-   ``time.sleep``s per token, like a sync SDK reading a socket) iterated with
-   ``conduit.iterate_in_thread(stream)``: each ``next()`` runs in a worker thread, so a
-   slow token never stalls the loop. With a real sync SDK::
-
-       stream = client.chat.completions.create(model=..., messages=..., stream=True)
-       chunks = conduit.iterate_in_thread(stream)
-       try:
-           async for chunk in chunks:
-               yield SSEEvent(chunk.choices[0].delta.content or "", event="token", ...)
-       finally:
-           await chunks.aclose()        # calls stream.close() in a worker thread
-
-   ``aclose()`` may run ``close()`` while a ``next()`` is still blocked in another worker,
-   so ``close()`` must be safe to call from another thread (``BlockingTokenStream.close``
-   is; a plain generator's is not: it raises "generator already executing").
-3. ``asyncio``: an **asyncio** client (``fake_asyncio_client``, an async generator that
-   ``await asyncio.sleep``s per token, like ``AsyncOpenAI`` or ``httpx.AsyncClient``) cannot
-   run on conduit's loop. ``AsyncioInThread`` runs it with ``asyncio.run`` in a thread of
-   its own and hands its items over through a thread-safe queue; that queue, seen as a
-   blocking iterator, is read with ``conduit.iterate_in_thread``. ``stop()`` cancels the
-   asyncio task from any thread (``loop.call_soon_threadsafe(task.cancel)``). One thread and
-   one asyncio loop per answer keeps it simple; a busy app would rather keep one asyncio
-   loop thread for all answers (``asyncio.run_coroutine_threadsafe``).
-
-Both thread sources hold one of conduit's worker threads while they wait for a token (the
-pool has ``min(32, CPUs + 4)`` threads, shared with every ``to_thread`` of the app): more
-answers than that at once from these sources take turns, at a slower pace. The loop never
-waits, so the offline source and requests that need no worker thread are not affected.
-
-The default source is ``$AI_CHAT_SOURCE`` (an unknown name stops the server at start-up);
-``?source=`` picks one per request. Each fake client streams the same canned answer as the
-offline model, so the three give the same text.
+The last three are passed to the model as query parameters of its URL (the SDK's
+``extra_query``), only when given: a real provider ignores them.
 
 Token coalescing (``coalesce_ms``, ``coalesce_bytes``)
 -------------------------------------------------------
@@ -115,36 +114,50 @@ sends several tokens as one ``token`` event whose data is their concatenation an
 is the count after the last of them, so the text and the ids mean the same as without it:
 
 - ``coalesce_ms=N``: at most one event per N ms. A token that arrives N ms or more after the
-  last event goes out at once (with any tokens held before it), so the first token and a
-  slow stream are never delayed; tokens that arrive sooner are held.
+  last event goes out at once (with any tokens held before it), so the first token is never
+  delayed; tokens that arrive sooner are held until the N ms are up (a timer: while the
+  model stalls, what is held still goes out on time).
 - ``coalesce_bytes=N``: tokens are held until the batch has N bytes (UTF-8).
 - Both: whichever comes first. The end of the answer (or a failure) sends what is held.
-
-A limit, on purpose: conduit has no "wait for the next token or a timer, whichever comes
-first" for a handler, so held tokens go out with the next token that arrives, not when the
-N ms are up. With a steady model that is at most one token's gap later; keep
-``coalesce_ms`` near the model's pace if it can stall.
 
 Cancel: Stop, a closed tab, a dropped connection
 ------------------------------------------------
 When the client goes away (``EventSource.close()``, a closed tab, ``curl`` interrupted),
-conduit closes the handler's generator at once, wherever it is waiting, so the ``finally``
-in ``stream_answer`` runs: the chat is marked ``cancelled``, the source is told to stop
-(``stop()``, on the loop thread, right away: a blocking stream produces nothing after it,
-an asyncio task is cancelled) and closed (``aclose()`` of ``iterate_in_thread`` calls the
-stream's ``close()`` in a worker thread). No token is made after the client has gone.
+conduit cancels the stream's task: ``CancelledError`` comes out of the ``await`` the answer
+is waiting in (the SDK reading its socket), and the ``finally`` in ``stream_answer`` closes
+the SDK's stream (``await stream.close()``), which closes its HTTP response and so its
+connection to the model: the model sees its client go and stops (the offline model's
+stream is cancelled the same way; ``GET /ai/completions/{id}`` then says ``cancelled``).
+No token is asked for after the client has gone.
 
-``GET /ai/chats/{chat_id}`` shows the bookkeeping: ``state`` (running, done, failed,
-cancelled), ``produced`` (tokens the source made, counted where they are made),
-``sent``, ``events``, ``stop_requested``, ``source_closed`` and ``blocked`` (a fake client is
-held). ``GET /ai/stats`` counts chats by state and shows the last ten, newest first.
+``GET /ai/chats/{chat_id}`` shows the chat's side: ``state`` (running, done, failed,
+cancelled), ``received`` (tokens the SDK yielded), ``sent``, ``events``,
+``completion_id``, ``finish_reason`` and ``upstream_closed`` (the SDK stream was closed).
+``GET /ai/stats`` counts chats and completions by state, shows the last ten chats, the
+model and the base URL.
 
-``hold_after`` (a test hook): the thread or asyncio fake client blocks after N tokens, in
-its own thread, until ``POST /ai/chats/{chat_id}/release``. The release can only be served
-while that thread is blocked if the loop is not, which is how the tests prove that a slow
-model does not stall the server. A held client still stops at once when the stream closes.
+The model: ``POST /v1/chat/completions``
+-----------------------------------------
+OpenAI's chat completions API, as much of it as the SDK's chat needs: a JSON body with
+``model`` (any name), ``messages`` (the last ``user`` message is the prompt; its content a
+string or text parts), ``stream``, ``max_tokens`` or ``max_completion_tokens``,
+``stream_options.include_usage``; any key is accepted. ``stream: true`` answers
+``text/event-stream``: a ``data: {chat.completion.chunk}`` line per chunk (the role, then
+one token each, then an empty delta with the ``finish_reason``, then the usage if asked),
+then ``data: [DONE]``. Otherwise one ``chat.completion`` JSON, after the same pacing. A
+bad body is a 400 ``{"error": {"message", "type", "param", "code"}}`` as OpenAI's, and
+``fail_after`` mid-stream sends ``data: {"error": {...}}`` (the SDK raises ``APIError``).
+``GET /v1/models`` lists the one model.
+
+``hold_after=N`` (a test hook): the model's stream holds after N tokens, awaiting an
+``asyncio.Event``, until ``POST /ai/completions/{id}/release`` (or 60 s). It holds a
+task, not a thread: the loop goes on serving, including the release itself.
+``GET /ai/completions/{id}`` shows the model's side: ``state`` (running, done, failed,
+cancelled), ``produced``, ``held``.
 
 The page (``GET /``): examples/pages/ai_chat.html, a chat that renders tokens as they come.
+With ``--workers N`` each worker keeps its own bookkeeping (the chat and its completion may
+be served by different workers).
 """
 
 from __future__ import annotations
@@ -153,35 +166,29 @@ import asyncio
 import itertools
 import logging
 import os
-import queue
 import re
-import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from conduit import (
-    App,
-    FileResponse,
-    HTTPError,
-    SSEEvent,
-    StreamResponse,
-    iterate_in_thread,
-    sleep,
-)
+from conduit import App, FileResponse, HTTPError, Response, SSEEvent, StreamResponse
+
+try:
+    import openai
+except ImportError as exc:  # conduit itself needs no dependency; this example does
+    raise ImportError("examples/ai_chat.py needs the openai SDK: pip install openai") from exc
 
 app = App()
 PAGE = Path(__file__).parent / "pages" / "ai_chat.html"
 log = logging.getLogger("conduit.examples.ai_chat")
 
-SOURCES = ("offline", "thread", "asyncio")
-DEFAULT_SOURCE = os.environ.get("AI_CHAT_SOURCE", "").strip() or "offline"
-if DEFAULT_SOURCE not in SOURCES:
-    raise ValueError(f"AI_CHAT_SOURCE={DEFAULT_SOURCE!r}: expected one of {', '.join(SOURCES)}")
+MODEL = os.environ.get("AI_CHAT_MODEL", "").strip() or "conduit-offline"
 DEFAULT_DELAY_MS = int(os.environ.get("AI_CHAT_DELAY_MS", "40"))
+DUMMY_API_KEY = "offline"  # the offline model takes any key; the SDK insists on one
 MAX_PROMPT_CHARS = 2000
-HOLD_TIMEOUT = 60.0  # a held fake client gives up waiting for its release after this
-KEPT_CHATS = 200  # /ai/chats/{id} remembers the last this many chats
+HOLD_SECONDS = 60.0  # a held answer goes on by itself after this
+KEPT = 200  # /ai/chats/{id} and /ai/completions/{id} remember the last this many
 
 
 # -- the offline "model" ---------------------------------------------------------------------
@@ -226,307 +233,6 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-# -- bookkeeping: what /ai/chats/{id} shows --------------------------------------------------
-
-class Chat:
-    """One answer being streamed. ``produced`` is written where tokens are made (possibly a
-    worker thread or the asyncio thread); everything else on conduit's loop."""
-
-    def __init__(self, chat_id: str, source: str) -> None:
-        self.id = chat_id
-        self.source = source
-        self.state = "running"  # running, done, failed, cancelled
-        self.produced = 0
-        self.sent = 0
-        self.events = 0
-        self.stop_requested = False
-        self.source_closed = False
-        self.blocked = False
-        self.release = threading.Event()
-
-    def as_dict(self) -> dict:
-        return {
-            "chat_id": self.id, "source": self.source, "state": self.state,
-            "produced": self.produced, "sent": self.sent, "events": self.events,
-            "stop_requested": self.stop_requested, "source_closed": self.source_closed,
-            "blocked": self.blocked,
-        }
-
-
-chats: OrderedDict[str, Chat] = OrderedDict()
-_chat_ids = itertools.count(1)
-
-
-def new_chat(source: str) -> Chat:
-    chat = Chat(f"c{next(_chat_ids)}", source)
-    chats[chat.id] = chat
-    while len(chats) > KEPT_CHATS:
-        chats.popitem(last=False)
-    return chat
-
-
-class Plan:
-    """What a source is asked to produce: the tokens (after a resume point and max_tokens),
-    its pace, and the test hooks."""
-
-    def __init__(self, chat: Chat, tokens: list[str], delay: float,
-                 hold_after: int | None, fail_after: int | None) -> None:
-        self.chat = chat
-        self.tokens = tokens
-        self.delay = delay
-        self.hold_after = hold_after
-        self.fail_after = fail_after
-
-    def check(self, index: int) -> None:
-        """Called before token ``index`` (0-based, in this response) is produced."""
-        if self.fail_after is not None and index >= self.fail_after:
-            raise RuntimeError(f"the model failed after {index} tokens (fail_after)")
-
-
-# -- source 1: offline, on conduit's loop ----------------------------------------------------
-
-class OfflineTokens:
-    """The built-in model's tokens: an async iterator on conduit's loop, paced by
-    ``await conduit.sleep`` (never ``time.sleep``: this loop serves every other client too).
-
-    A class rather than an async generator, on purpose: see the NOTE in ``stream_answer``.
-    """
-
-    def __init__(self, plan: Plan) -> None:
-        self._plan = plan
-        self._index = 0
-        self._closed = False
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self) -> str:
-        plan = self._plan
-        if self._closed or self._index >= len(plan.tokens):
-            raise StopAsyncIteration
-        await sleep(plan.delay)
-        if self._closed:
-            raise StopAsyncIteration
-        plan.check(self._index)
-        token = plan.tokens[self._index]
-        self._index += 1
-        plan.chat.produced += 1
-        return token
-
-    async def aclose(self) -> None:
-        self._closed = True
-        self._plan.chat.source_closed = True
-
-
-# -- source 2: a blocking client, iterated in worker threads ---------------------------------
-
-class FakeBlockingClient:
-    """Stands in for a blocking SDK (a sync HTTP client reading a socket, a C library)."""
-
-    def stream(self, plan: Plan) -> BlockingTokenStream:
-        return BlockingTokenStream(plan)
-
-
-class BlockingTokenStream:
-    """What a blocking SDK's streaming call returns: an iterator whose ``next()`` blocks
-    until the next token arrives (here ``time.sleep``), and ``close()`` to hang up.
-
-    ``stop()`` may be called from any thread and never blocks: a ``next()`` in progress
-    finishes its sleep but produces nothing, and no later one starts.
-    """
-
-    def __init__(self, plan: Plan) -> None:
-        self._plan = plan
-        self._index = 0
-        self._stop = threading.Event()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        plan, chat = self._plan, self._plan.chat
-        if self._stop.is_set() or self._index >= len(plan.tokens):
-            raise StopIteration
-        if self._index == plan.hold_after:
-            chat.blocked = True
-            try:
-                chat.release.wait(HOLD_TIMEOUT)
-            finally:
-                chat.blocked = False
-        time.sleep(plan.delay)  # the network: blocks this worker thread, not the loop
-        if self._stop.is_set():
-            raise StopIteration  # hung up meanwhile: nothing more is produced
-        plan.check(self._index)
-        token = plan.tokens[self._index]
-        self._index += 1
-        chat.produced += 1
-        return token
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._plan.chat.release.set()  # a held client lets go at once
-
-    def close(self) -> None:
-        self.stop()
-        self._plan.chat.source_closed = True
-
-
-# -- source 3: an asyncio client, run by asyncio.run in a thread of its own ------------------
-
-async def fake_asyncio_client(plan: Plan):
-    """Stands in for an asyncio SDK's stream (``AsyncOpenAI``, ``httpx.AsyncClient``): an
-    async generator that needs a running asyncio loop, which conduit's loop is not."""
-    chat = plan.chat
-    for index, token in enumerate(plan.tokens):
-        if index == plan.hold_after:
-            chat.blocked = True
-            try:
-                deadline = time.monotonic() + HOLD_TIMEOUT
-                while not chat.release.is_set() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.01)
-            finally:
-                chat.blocked = False
-        await asyncio.sleep(plan.delay)
-        plan.check(index)
-        chat.produced += 1
-        yield token
-
-
-_DONE = object()
-
-
-class AsyncioInThread:
-    """Drives an asyncio async generator with ``asyncio.run`` in a thread of its own, and is
-    a blocking iterator over what it yields (give it to ``conduit.iterate_in_thread``).
-
-    The two loops meet at a thread-safe queue: the asyncio side ``put``s items (never
-    blocks), a conduit worker thread ``get``s them in ``next()``. The thread starts at the
-    first ``next()``. ``stop()`` (any thread, never blocks) cancels the asyncio task;
-    ``close()`` stops it and waits for the thread to end (call it from a worker thread).
-    """
-
-    def __init__(self, make_agen, on_closed=None) -> None:
-        self._make_agen = make_agen
-        self._on_closed = on_closed
-        self._items: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
-        self._stopped = False
-        self._finished = False
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        with self._lock:
-            if self._thread is None:
-                if self._stopped:
-                    raise StopIteration
-                self._thread = threading.Thread(target=asyncio.run, args=(self._main(),),
-                                                name="asyncio-source", daemon=True)
-                self._thread.start()
-        if self._finished:
-            raise StopIteration
-        item = self._items.get()
-        if item is _DONE:
-            self._finished = True
-            raise StopIteration
-        ok, value = item
-        if not ok:
-            self._finished = True
-            raise value
-        return value
-
-    async def _main(self) -> None:
-        with self._lock:
-            if self._stopped:
-                self._items.put(_DONE)
-                return
-            self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()
-        try:
-            async for item in self._make_agen():
-                self._items.put((True, item))
-        except asyncio.CancelledError:
-            pass  # stop(): the generator was closed where it awaited
-        except Exception as exc:
-            self._items.put((False, exc))
-        finally:
-            self._items.put(_DONE)
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            loop, task = self._loop, self._task
-        if loop is not None and task is not None:
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:
-                pass  # that loop has closed: the task is over already
-
-    def close(self) -> None:
-        self.stop()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout=10)
-        if self._on_closed is not None:
-            self._on_closed()
-
-
-def open_source(plan: Plan, source: str):
-    """(async iterator of tokens, stop function or None) for ``source``."""
-    if source == "offline":
-        return OfflineTokens(plan), None
-    if source == "thread":
-        stream = FakeBlockingClient().stream(plan)
-        return iterate_in_thread(stream), stream.stop
-    if source == "asyncio":
-        def closed() -> None:
-            plan.chat.source_closed = True
-
-        bridge = AsyncioInThread(lambda: fake_asyncio_client(plan), on_closed=closed)
-        return iterate_in_thread(bridge), bridge.stop
-    raise ValueError(f"unknown source {source!r}")
-
-
-# -- coalescing -----------------------------------------------------------------------------
-
-class Coalescer:
-    """Batches tokens (see "Token coalescing" above). ``add(token)`` returns the batch to
-    send now, as ``(text, token count)``, or None while it holds the token; ``flush()``
-    returns what is held (or None). With no window and no size, every token is a batch."""
-
-    def __init__(self, window: float, max_bytes: int) -> None:
-        self.window = window
-        self.max_bytes = max_bytes
-        self._held: list[str] = []
-        self._size = 0
-        self._last_sent = float("-inf")
-
-    def add(self, token: str):
-        if not self.window and not self.max_bytes:
-            return token, 1
-        self._held.append(token)
-        self._size += len(token.encode())
-        now = time.monotonic()
-        if ((self.max_bytes and self._size >= self.max_bytes)
-                or (self.window and now - self._last_sent >= self.window)):
-            self._last_sent = now
-            return self.flush()
-        return None
-
-    def flush(self):
-        if not self._held:
-            return None
-        batch = "".join(self._held), len(self._held)
-        self._held, self._size = [], 0
-        return batch
-
-
-# -- routes ---------------------------------------------------------------------------------
-
 def _int_option(request, name: str, default, low: int, high: int):
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -540,12 +246,293 @@ def _int_option(request, name: str, default, low: int, high: int):
     return value
 
 
-def _resume_point(request) -> int:
-    """Tokens the client already has (Last-Event-ID), or 0."""
+def _remember(kept: OrderedDict, key: str, value) -> None:
+    kept[key] = value
+    while len(kept) > KEPT:
+        kept.popitem(last=False)
+
+
+# -- the model's side: an OpenAI-compatible /v1/chat/completions -----------------------------
+
+class Completion:
+    """One answer the offline model is giving (what ``/ai/completions/{id}`` shows)."""
+
+    def __init__(self, completion_id: str, model: str, stream: bool) -> None:
+        self.id = completion_id
+        self.model = model
+        self.stream = stream
+        self.created = int(time.time())
+        self.state = "running"  # running, done, failed, cancelled
+        self.produced = 0
+        self.held = False
+        self.release = asyncio.Event()
+
+    def as_dict(self) -> dict:
+        return {"completion_id": self.id, "model": self.model, "stream": self.stream,
+                "state": self.state, "produced": self.produced, "held": self.held}
+
+
+completions: OrderedDict[str, Completion] = OrderedDict()
+_completion_ids = itertools.count(1)
+
+
+class InvalidRequest(Exception):
+    """A request the API refuses, answered the way OpenAI's is (the SDK reads ``message``)."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
+
+    def response(self) -> Response:
+        return Response(_api_error(str(self), "invalid_request_error", self.param),
+                        status=self.status)
+
+
+def _api_error(message: str, kind: str, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def _prompt_of(messages) -> str:
+    """The text of the last ``user`` message (a string, or a list of text parts)."""
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty list", "messages")
+    for message in reversed(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest("each message must be an object", "messages")
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content
+                              if isinstance(part, dict) and part.get("type") == "text")
+        if isinstance(content, str) and content.strip():
+            return content
+        raise InvalidRequest("the last user message has no text", "messages")
+    raise InvalidRequest("messages has no user message", "messages")
+
+
+def _token_limit(body: dict):
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if type(value) is not int or value < 1:
+            raise InvalidRequest(f"{name} must be an integer >= 1", name)
+        return value
+    return None
+
+
+@app.post("/v1/chat/completions")
+def chat_completions(request):
+    """OpenAI's chat completions, answered by the offline model (module docstring)."""
     try:
-        return max(0, int(request.last_event_id or 0))
-    except ValueError:
-        return 0
+        try:
+            body = request.json()
+        except HTTPError as exc:
+            raise InvalidRequest(str(exc.detail)) from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("model must be a non-empty string", "model")
+        prompt = _prompt_of(body.get("messages"))
+        limit = _token_limit(body)
+        try:  # the test hooks come in the URL's query (the SDK's extra_query)
+            delay_ms = _int_option(request, "delay_ms", DEFAULT_DELAY_MS, 0, 2000)
+            fail_after = _int_option(request, "fail_after", None, 0, 100_000)
+            hold_after = _int_option(request, "hold_after", None, 0, 100_000)
+        except HTTPError as exc:
+            raise InvalidRequest(str(exc.detail)) from None
+    except InvalidRequest as exc:
+        return exc.response()
+
+    tokens = tokenize(answer_for(prompt))
+    finish_reason = "length" if limit is not None and len(tokens) > limit else "stop"
+    tokens = tokens[:limit]
+    stream = body.get("stream") is True
+    completion = Completion(f"chatcmpl-{next(_completion_ids)}", model, stream)
+    _remember(completions, completion.id, completion)
+    usage = {"prompt_tokens": len(tokenize(prompt)), "completion_tokens": len(tokens),
+             "total_tokens": len(tokenize(prompt)) + len(tokens)}
+    model_run = generate(completion, tokens, delay_ms / 1000, fail_after, hold_after)
+    if stream:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return StreamResponse(stream_completion(completion, model_run, finish_reason,
+                                                usage if include_usage else None))
+    return whole_completion(completion, model_run, finish_reason, usage)  # a coroutine
+
+
+class ModelFailure(Exception):
+    """The offline model's ``fail_after`` hook."""
+
+
+async def generate(completion: Completion, tokens: list[str], delay: float,
+                   fail_after: int | None, hold_after: int | None):
+    """The model at work: its tokens, one per ``delay`` seconds, on the loop."""
+    for index, token in enumerate(tokens):
+        if index == hold_after:
+            completion.held = True
+            try:
+                await asyncio.wait_for(completion.release.wait(), HOLD_SECONDS)
+            except asyncio.TimeoutError:
+                pass  # nobody released it: go on, rather than hold a task for ever
+            finally:
+                completion.held = False
+        await asyncio.sleep(delay)
+        if fail_after is not None and index >= fail_after:
+            raise ModelFailure(f"the model failed after {index} tokens (fail_after)")
+        completion.produced += 1
+        yield token
+
+
+async def stream_completion(completion: Completion, model_run, finish_reason: str,
+                            usage: dict | None):
+    """``stream: true``: chat.completion.chunk objects as ``data:`` lines, then [DONE]."""
+
+    def chunk(delta: dict, finish=None) -> dict:  # a dict is sent as compact JSON data
+        return {"id": completion.id, "object": "chat.completion.chunk",
+                "created": completion.created, "model": completion.model,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish}]}
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        try:
+            async for token in model_run:
+                yield chunk({"content": token})
+        except ModelFailure as exc:
+            # What OpenAI sends when a stream fails after it started: the SDK raises it.
+            completion.state = "failed"
+            yield _api_error(str(exc), "server_error")
+            return
+        yield chunk({}, finish_reason)
+        if usage is not None:
+            yield {**chunk({}), "choices": [], "usage": usage}
+        completion.state = "done"
+        yield "[DONE]"
+    finally:
+        # A client that goes away (the chat's Stop) cancels this task at its await: the
+        # model stops there, and says so.
+        if completion.state == "running":
+            completion.state = "cancelled"
+        await model_run.aclose()
+
+
+async def whole_completion(completion: Completion, model_run, finish_reason: str,
+                           usage: dict):
+    """``stream: false``: the same pacing, then one chat.completion object."""
+    try:
+        try:
+            text = "".join([token async for token in model_run])
+        except ModelFailure as exc:
+            completion.state = "failed"
+            return Response(_api_error(str(exc), "server_error"), status=500)
+        completion.state = "done"
+        return {"id": completion.id, "object": "chat.completion",
+                "created": completion.created, "model": completion.model,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "logprobs": None, "finish_reason": finish_reason,
+                             "message": {"role": "assistant", "content": text,
+                                         "refusal": None}}],
+                "usage": usage}
+    finally:
+        if completion.state == "running":
+            completion.state = "cancelled"
+
+
+@app.get("/v1/models")
+def models(request):
+    return {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0,
+                                        "owned_by": "conduit-examples"}]}
+
+
+@app.get("/ai/completions/{completion_id}")
+def completion_info(request, completion_id):
+    completion = completions.get(completion_id)
+    if completion is None:
+        raise HTTPError(404, f"no completion {completion_id!r} (only the last {KEPT} are kept)")
+    return completion.as_dict()
+
+
+@app.post("/ai/completions/{completion_id}/release")
+def release(request, completion_id):
+    """Let an answer held by ``hold_after`` go on (a test hook, see the docstring)."""
+    completion = completions.get(completion_id)
+    if completion is None:
+        raise HTTPError(404, f"no completion {completion_id!r}")
+    answer = completion.as_dict()  # before the release: "held" says it was waiting
+    completion.release.set()
+    return answer
+
+
+# -- the chat's side: a client of the API, through the openai SDK ----------------------------
+
+class Chat:
+    """One answer being streamed to a client (what ``/ai/chats/{id}`` shows)."""
+
+    def __init__(self, chat_id: str, model: str) -> None:
+        self.id = chat_id
+        self.model = model
+        self.state = "running"  # running, done, failed, cancelled
+        self.received = 0  # tokens the SDK yielded (skipped ones included)
+        self.sent = 0  # the id of the last token event
+        self.events = 0
+        self.completion_id: str | None = None
+        self.finish_reason: str | None = None
+        self.upstream_closed = False
+
+    def as_dict(self) -> dict:
+        return {"chat_id": self.id, "model": self.model, "state": self.state,
+                "received": self.received, "sent": self.sent, "events": self.events,
+                "completion_id": self.completion_id, "finish_reason": self.finish_reason,
+                "upstream_closed": self.upstream_closed}
+
+
+chats: OrderedDict[str, Chat] = OrderedDict()
+_chat_ids = itertools.count(1)
+_client: openai.AsyncOpenAI | None = None
+
+
+def base_url() -> str:
+    """``$OPENAI_BASE_URL``, else this server's own /v1 (see the module docstring)."""
+    configured = os.environ.get("OPENAI_BASE_URL", "").strip()
+    if configured:
+        return configured
+    server = app.server
+    if server is None:
+        raise RuntimeError("the server's address is known once it serves")
+    host, port = server.address[:2]
+    # A wildcard address is not one to connect to: ask through the loopback instead.
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+def client() -> openai.AsyncOpenAI:
+    """The app's one AsyncOpenAI client, made at the first chat (on the loop)."""
+    global _client
+    if _client is None:
+        _client = openai.AsyncOpenAI(
+            base_url=base_url(),
+            api_key=os.environ.get("OPENAI_API_KEY", "").strip() or DUMMY_API_KEY)
+        log.info("ai_chat: model %s at %s", MODEL, _client.base_url)
+    return _client
+
+
+async def close_client() -> None:
+    """Hang up the shared client's idle connections at exit."""
+    global _client
+    if _client is not None:
+        await _client.close()
+        _client = None
+
+
+# An App with shutdown hooks closes the client there; without them the process's exit does.
+if hasattr(app, "on_shutdown"):
+    app.on_shutdown(close_client)
 
 
 @app.get("/")
@@ -561,101 +548,177 @@ def chat_stream(request):
         raise HTTPError(400, "missing prompt: /ai/chat?prompt=...")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise HTTPError(400, f"the prompt is over {MAX_PROMPT_CHARS} characters")
-    source = request.query.get("source") or DEFAULT_SOURCE
-    if source not in SOURCES:
-        raise HTTPError(400, f"source must be one of {', '.join(SOURCES)}")
-    delay_ms = _int_option(request, "delay_ms", DEFAULT_DELAY_MS, 0, 2000)
     coalesce_ms = _int_option(request, "coalesce_ms", 0, 0, 10_000)
     coalesce_bytes = _int_option(request, "coalesce_bytes", 0, 0, 65_536)
-    max_tokens = _int_option(request, "max_tokens", 4096, 1, 100_000)
-    fail_after = _int_option(request, "fail_after", None, 0, 100_000)
-    hold_after = _int_option(request, "hold_after", None, 0, 100_000)
+    options: dict = {}
+    max_tokens = _int_option(request, "max_tokens", None, 1, 100_000)
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
+    hooks = {name: value for name, value in (
+        ("delay_ms", _int_option(request, "delay_ms", None, 0, 2000)),
+        ("fail_after", _int_option(request, "fail_after", None, 0, 100_000)),
+        ("hold_after", _int_option(request, "hold_after", None, 0, 100_000)),
+    ) if value is not None}
+    if hooks:
+        options["extra_query"] = hooks
+    try:
+        start = max(0, int(request.last_event_id or 0))  # tokens the client already has
+    except ValueError:
+        start = 0
 
-    tokens = tokenize(answer_for(prompt))
-    finish_reason = "length" if len(tokens) > max_tokens else "stop"
-    start = min(_resume_point(request), max_tokens, len(tokens))
-    chat = new_chat(source)
-    plan = Plan(chat, tokens[start:max_tokens], delay_ms / 1000, hold_after, fail_after)
-    answer = stream_answer(chat, plan, start, finish_reason, coalesce_ms / 1000,
-                           coalesce_bytes)
+    chat = Chat(f"c{next(_chat_ids)}", MODEL)
+    _remember(chats, chat.id, chat)
+    answer = stream_answer(chat, prompt, options, start, coalesce_ms / 1000, coalesce_bytes)
     return StreamResponse(answer, headers={"X-Chat-Id": chat.id})
 
 
-async def stream_answer(chat: Chat, plan: Plan, start: int, finish_reason: str,
+class IncompleteAnswer(Exception):
+    """The model's stream ended without a finish_reason (cut off, or a drain)."""
+
+
+async def stream_answer(chat: Chat, prompt: str, options: dict, start: int,
                         window: float, max_bytes: int):
-    # NOTE: the sources and the coalescer are plain objects, not async generators. When the
-    # client goes away, conduit closes this generator by throwing GeneratorExit into the
-    # await in progress; were that await an inner async generator's __anext__, CPython
-    # would leave the inner generator marked as running: its finally would not run then,
-    # and its aclose() would raise RuntimeError. A coroutine (__anext__ of a class) closes.
-    tokens, stop = open_source(plan, chat.source)
-    batcher = Coalescer(window, max_bytes)
     chat.sent = start
-
-    def token_event(batch) -> SSEEvent:
-        text, count = batch
-        chat.sent += count
-        chat.events += 1
-        return SSEEvent(text, event="token", id=chat.sent)  # id: tokens sent so far
-
+    stream = tokens = batches = None
     try:
         try:
-            async for token in tokens:
-                batch = batcher.add(token)
-                if batch is not None:
-                    yield token_event(batch)
-        except Exception as exc:
-            held = batcher.flush()
-            if held is not None:
-                yield token_event(held)  # what the model made before it failed
+            stream = await client().chat.completions.create(
+                model=chat.model, messages=[{"role": "user", "content": prompt}],
+                stream=True, **options)
+            tokens = contents(chat, stream, start)
+            batches = coalesce(tokens, window, max_bytes)
+            async for text, count in batches:
+                chat.sent += count
+                chat.events += 1
+                yield SSEEvent(text, event="token", id=chat.sent)  # id: tokens sent so far
+            if chat.finish_reason is None:  # the stream ended with no finish_reason
+                raise IncompleteAnswer("the model's stream ended before the answer did")
+        except (openai.OpenAIError, IncompleteAnswer) as exc:
             chat.state = "failed"
-            log.warning("chat %s (%s) failed after %d tokens: %s", chat.id, chat.source,
-                        chat.sent, exc)
-            yield SSEEvent({"error": str(exc), "tokens": chat.sent}, event="failed")
+            log.warning("chat %s failed after %d tokens: %s", chat.id, chat.sent, exc)
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            yield SSEEvent({"error": message, "tokens": chat.sent}, event="failed")
             return
-        held = batcher.flush()
-        if held is not None:
-            yield token_event(held)
         chat.state = "done"
-        yield SSEEvent({"chat_id": chat.id, "source": chat.source, "tokens": chat.sent,
-                        "events": chat.events, "finish_reason": finish_reason,
-                        "resumed_after": start}, event="done")
+        yield SSEEvent({"chat_id": chat.id, "model": chat.model,
+                        "completion_id": chat.completion_id, "tokens": chat.received,
+                        "events": chat.events, "finish_reason": chat.finish_reason,
+                        "resumed_after": min(start, chat.received)}, event="done")
     finally:
-        # Runs however the stream ends, including when the client goes away (conduit closes
-        # this generator wherever it waits). Tell the source to stop now, on the loop
-        # thread, then close it (iterate_in_thread runs the stream's close() in a worker).
+        # However the stream ends, the client's going included (CancelledError at the
+        # await in progress, or GeneratorExit at a yield), close the SDK's stream: that
+        # closes its HTTP response, so the model sees the connection go and stops.
         if chat.state == "running":
             chat.state = "cancelled"
-        chat.stop_requested = True
-        if stop is not None:
-            stop()
-        await tokens.aclose()
+        if batches is not None:
+            await batches.aclose()
+        if tokens is not None:
+            await tokens.aclose()
+        if stream is not None:
+            await stream.close()
+            chat.upstream_closed = True
+
+
+async def contents(chat: Chat, stream, skip: int):
+    """The answer's tokens: each chunk's ``delta.content``, after the first ``skip``."""
+    async for chunk in stream:
+        chat.completion_id = chunk.id
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            if choice.delta is not None and choice.delta.content:
+                chat.received += 1
+                if chat.received > skip:
+                    yield choice.delta.content
+            if choice.finish_reason:
+                chat.finish_reason = choice.finish_reason
+
+
+_END = object()
+
+
+async def _next_or_end(iterator):
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return _END
+
+
+async def coalesce(tokens, window: float, max_bytes: int):
+    """Batches of ``(text, token count)`` (see "Token coalescing" above)."""
+    if not window and not max_bytes:
+        async for token in tokens:
+            yield token, 1
+        return
+    loop = asyncio.get_running_loop()
+    held: list[str] = []
+    size = 0
+    last_sent = float("-inf")
+    pending: asyncio.Task | None = None  # the read of the next token, kept across a flush
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(_next_or_end(tokens))
+            timeout = None
+            if held and window:
+                timeout = max(0.0, last_sent + window - loop.time())
+            # NOTE: asyncio.wait, not wait_for: a timeout must leave the read in progress
+            # (cancelling it would cancel the SDK's read of its socket mid-chunk).
+            done, _ = await asyncio.wait((pending,), timeout=timeout)
+            if not done:  # the window is up with tokens held: they go out now
+                last_sent = loop.time()
+                yield "".join(held), len(held)
+                held, size = [], 0
+                continue
+            try:
+                token = pending.result()
+            except Exception:  # the model failed: what it made before goes out first
+                pending = None
+                if held:
+                    yield "".join(held), len(held)
+                raise
+            pending = None
+            if token is _END:
+                break
+            held.append(token)
+            size += len(token.encode())
+            now = loop.time()
+            if (max_bytes and size >= max_bytes) or (window and now - last_sent >= window):
+                last_sent = now
+                yield "".join(held), len(held)
+                held, size = [], 0
+        if held:
+            yield "".join(held), len(held)
+    finally:
+        if pending is not None:  # the client went away while a read was in progress
+            pending.cancel()
+            await asyncio.wait((pending,))
+            if not pending.cancelled():
+                pending.exception()  # retrieved: asyncio would log it as never retrieved
 
 
 @app.get("/ai/chats/{chat_id}")
 def chat_info(request, chat_id):
     chat = chats.get(chat_id)
     if chat is None:
-        raise HTTPError(404, f"no chat {chat_id!r} (only the last {KEPT_CHATS} are kept)")
+        raise HTTPError(404, f"no chat {chat_id!r} (only the last {KEPT} are kept)")
     return chat.as_dict()
-
-
-@app.post("/ai/chats/{chat_id}/release")
-def release(request, chat_id):
-    """Let a fake client held by ``hold_after`` go on (a test hook, see the docstring)."""
-    chat = chats.get(chat_id)
-    if chat is None:
-        raise HTTPError(404, f"no chat {chat_id!r}")
-    answer = chat.as_dict()  # before the release: "blocked" says it was waiting
-    chat.release.set()
-    return answer
 
 
 @app.get("/ai/stats")
 def stats(request):
     by_state = {"running": 0, "done": 0, "failed": 0, "cancelled": 0}
+    chat_states, completion_states = dict(by_state), dict(by_state)
     for chat in chats.values():
-        by_state[chat.state] += 1
+        chat_states[chat.state] += 1
+    for completion in completions.values():
+        completion_states[completion.state] += 1
     recent = [chat.as_dict() for chat in reversed(chats.values())]
-    return {"chats": by_state, "recent": recent[:10], "default_source": DEFAULT_SOURCE,
-            "default_delay_ms": DEFAULT_DELAY_MS}
+    return {"chats": chat_states, "recent": recent[:10], "completions": completion_states,
+            "model": MODEL, "base_url": _shown(base_url()), "default_delay_ms": DEFAULT_DELAY_MS}
+
+
+def _shown(url: str) -> str:
+    """``url`` without a user:password@ or a query, which may hold credentials."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

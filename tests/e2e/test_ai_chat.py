@@ -1,24 +1,33 @@
-"""examples/ai_chat.py end to end: the real CLI, httpx-sse, and the page in headless Chromium.
+"""examples/ai_chat.py end to end: the real CLI, curl, httpx-sse, the openai SDK, and the
+page in headless Chromium.
 
-Token streams from the three sources (offline model, blocking client in worker threads,
-asyncio client in a thread), coalescing, resume, failures, cancel (generation stops and
-the source is closed), and proof by ordering that a blocked client does not stall the loop.
+The example with its defaults: the chat reads its tokens through the openai SDK's
+AsyncOpenAI from the example's own POST /v1/chat/completions (the offline model), over a
+real socket. Token streams, coalescing (with its timer), resume, failures, the model's API
+as the SDK and curl see it, and cancel: a client that goes away closes the SDK's stream,
+and the model sees its own stream cancelled. The 500-answer test and a fake upstream are in
+test_ai_chat_concurrency.py.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import httpx
+import openai
 import pytest
 from e2e_harness import ExampleServer
 from httpx_sse import connect_sse
 
 EXAMPLE = "examples/ai_chat.py"
-SOURCES = ("offline", "thread", "asyncio")
+MODEL = "conduit-offline"
 TIMEOUT = httpx.Timeout(10.0)
 DRAIN_SECONDS = 20.0
+# The server under test talks to its own /v1 and reads no provider settings from here.
+CLEAN_ENV = {"OPENAI_BASE_URL": None, "OPENAI_API_KEY": None, "AI_CHAT_MODEL": None,
+             "AI_CHAT_DELAY_MS": None}
 
 HAIKU_PROMPT = "Write a haiku"
 HAIKU_TOKENS = ["Tokens", " drift", " like", " snow", ",", "\neach", " one", " a", " small",
@@ -48,7 +57,7 @@ def stop_and_check(server: ExampleServer) -> None:
 @pytest.fixture(scope="module")
 def server():
     """One server for the module; at the end it must drain and exit 0, no ERROR logged."""
-    with ExampleServer(EXAMPLE, "--no-access-log") as running:
+    with ExampleServer(EXAMPLE, "--no-access-log", env=CLEAN_ENV) as running:
         yield running
         stop_and_check(running)
 
@@ -80,10 +89,18 @@ def text_of(tokens) -> str:
     return "".join(data for _, _, data in tokens)
 
 
-def chat_info(base: str, chat_id: str) -> dict:
-    response = httpx.get(f"{base}/ai/chats/{chat_id}", timeout=TIMEOUT)
+def get_json(base: str, path: str) -> dict:
+    response = httpx.get(f"{base}{path}", timeout=TIMEOUT)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def chat_info(base: str, chat_id: str) -> dict:
+    return get_json(base, f"/ai/chats/{chat_id}")
+
+
+def completion_info(base: str, completion_id: str) -> dict:
+    return get_json(base, f"/ai/completions/{completion_id}")
 
 
 def wait_for(predicate, what: str, timeout: float = 10.0):
@@ -98,16 +115,34 @@ def wait_for(predicate, what: str, timeout: float = 10.0):
 
 # -- the stream ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_tokens_then_done_with_exact_text(base, source):
-    chat_id, tokens, done = read_chat(base, prompt=HAIKU_PROMPT, source=source)
+def test_tokens_then_done_with_exact_text(base):
+    chat_id, tokens, done = read_chat(base, prompt=HAIKU_PROMPT)
     assert [data for _, _, data in tokens] == HAIKU_TOKENS  # one event per token
     assert [event_id for _, event_id, _ in tokens] == [str(i) for i in range(1, 17)]
     assert text_of(tokens) == HAIKU
-    assert done == {"chat_id": chat_id, "source": source, "tokens": 16, "events": 16,
+    completion_id = done.pop("completion_id")
+    assert done == {"chat_id": chat_id, "model": MODEL, "tokens": 16, "events": 16,
                     "finish_reason": "stop", "resumed_after": 0}
     info = chat_info(base, chat_id)
-    assert info["state"] == "done" and info["produced"] == info["sent"] == 16, info
+    assert info["state"] == "done" and info["received"] == info["sent"] == 16, info
+    assert info["completion_id"] == completion_id and info["upstream_closed"], info
+    # The other end of the SDK's stream: the example's own model, which made the tokens.
+    model_side = completion_info(base, completion_id)
+    assert model_side["state"] == "done" and model_side["produced"] == 16, model_side
+    assert model_side["model"] == MODEL and model_side["stream"] is True, model_side
+
+
+def test_curl_shows_the_frames(base, curl):
+    result = subprocess.run(
+        [curl, "-N", "-sS", f"{base}/ai/chat?prompt=write+a+haiku&delay_ms=1"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    frames = result.stdout.split("\n\n")
+    assert frames[0] == "event: token\nid: 1\ndata: Tokens"
+    assert frames[1] == "event: token\nid: 2\ndata:  drift"  # the leading space survives
+    assert frames[5] == "event: token\nid: 6\ndata: \ndata: each"  # a newline: two lines
+    assert frames[16].startswith('event: done\ndata: {"chat_id":')
+    assert frames[17:] == [""]
 
 
 def test_unicode_answer_and_spacing_survive(base):
@@ -121,7 +156,7 @@ def test_resume_after_last_event_id(base):
     assert [event_id for _, event_id, _ in tokens] == [str(i) for i in range(6, 17)]
     assert text_of(tokens) == "".join(HAIKU_TOKENS[5:])
     assert done["resumed_after"] == 5 and done["tokens"] == 16 and done["events"] == 11
-    _, tokens, done = read_chat(base, prompt=HAIKU_PROMPT, source="thread", last_event_id=14)
+    _, tokens, done = read_chat(base, prompt=HAIKU_PROMPT, last_event_id=14)
     assert text_of(tokens) == "".join(HAIKU_TOKENS[14:]) and done["tokens"] == 16
 
 
@@ -131,30 +166,31 @@ def test_max_tokens_cuts_with_finish_reason_length(base):
     assert done["finish_reason"] == "length" and done["tokens"] == 4
 
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_model_failure_is_a_failed_event(base, source):
-    chat_id, tokens, failed = read_chat(base, prompt=HAIKU_PROMPT, source=source, fail_after=3)
+def test_model_failure_is_a_failed_event(base):
+    chat_id, tokens, failed = read_chat(base, prompt=HAIKU_PROMPT, fail_after=3)
     assert text_of(tokens) == "Tokens drift like"
     assert failed == {"error": "the model failed after 3 tokens (fail_after)", "tokens": 3}
-    assert chat_info(base, chat_id)["state"] == "failed"
+    info = chat_info(base, chat_id)
+    assert info["state"] == "failed" and info["upstream_closed"], info
+    assert completion_info(base, info["completion_id"])["state"] == "failed"
 
 
 def test_bad_requests_are_plain_400s(base):
-    for query in ("", "?prompt=%20", "?prompt=hi&source=gpu", "?prompt=hi&delay_ms=fast",
+    for query in ("", "?prompt=%20", "?prompt=hi&delay_ms=fast", "?prompt=hi&max_tokens=0",
                   "?prompt=hi&coalesce_ms=-1", "?prompt=" + "x" * 2001):
         response = httpx.get(f"{base}/ai/chat{query}", timeout=TIMEOUT)
         assert response.status_code == 400, (query, response.text)
         assert "error" in response.json()
     assert httpx.get(f"{base}/ai/chats/nope", timeout=TIMEOUT).status_code == 404
+    assert httpx.get(f"{base}/ai/completions/nope", timeout=TIMEOUT).status_code == 404
 
 
 # -- coalescing ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_coalesce_ms_sends_fewer_events_same_text(base, source):
+def test_coalesce_ms_sends_fewer_events_same_text(base):
     """A window longer than the whole answer: the first token goes out at once (nothing
     was sent in the last N ms), every later one is held until the end."""
-    _, tokens, done = read_chat(base, prompt=HAIKU_PROMPT, source=source, coalesce_ms=5000)
+    _, tokens, done = read_chat(base, prompt=HAIKU_PROMPT, coalesce_ms=5000)
     assert [(event_id, data) for _, event_id, data in tokens] == [
         ("1", "Tokens"), ("16", "".join(HAIKU_TOKENS[1:]))]
     assert text_of(tokens) == HAIKU
@@ -169,11 +205,34 @@ def test_coalesce_ms_batches_a_paced_stream(base):
     assert 2 <= len(tokens) < SSE_TOKEN_COUNT / 2, ids
 
 
+def test_coalesce_ms_sends_held_tokens_when_the_window_is_up(base):
+    """The model stalls (holds) after 3 tokens: the tokens held after the first still go
+    out once the window is up, while the model is still holding, by the timer. (Without
+    the timer they would wait for the release, which only comes after they arrived.)"""
+    with httpx.Client(timeout=TIMEOUT) as client:
+        with connect_sse(client, "GET", f"{base}/ai/chat", params={
+                "prompt": HAIKU_PROMPT, "delay_ms": 1, "coalesce_ms": 200,
+                "hold_after": 3}) as stream:
+            chat_id = stream.response.headers["x-chat-id"]
+            events = stream.iter_sse()
+            before = [next(events)]
+            while before[-1].id != "3":
+                before.append(next(events))
+            assert before[0].data == "Tokens"  # the first token is never held
+            assert "".join(e.data for e in before) == "Tokens drift like"
+            completion_id = chat_info(base, chat_id)["completion_id"]
+            assert completion_info(base, completion_id)["held"] is True  # still holding
+            httpx.post(f"{base}/ai/completions/{completion_id}/release", timeout=TIMEOUT)
+            rest = [(e.event, e.data) for e in events]
+    assert "".join(data for name, data in rest if name == "token") == "".join(HAIKU_TOKENS[3:])
+    assert rest[-1][0] == "done"
+
+
 def test_coalesce_bytes_batches_by_size(base):
     _, plain, _ = read_chat(base, prompt=SSE_PROMPT)
     reference = [data for _, _, data in plain]
     assert len(reference) == SSE_TOKEN_COUNT
-    _, tokens, done = read_chat(base, prompt=SSE_PROMPT, source="thread", coalesce_bytes=20)
+    _, tokens, done = read_chat(base, prompt=SSE_PROMPT, coalesce_bytes=20)
     # Expected: tokens held until a batch has 20 bytes or more; the rest at the end.
     expected, held, count = [], "", 0
     for token in reference:
@@ -188,84 +247,137 @@ def test_coalesce_bytes_batches_by_size(base):
     assert text_of(tokens) == SSE_ANSWER and done["events"] == len(expected) < 15
 
 
-# -- threads: the loop keeps serving; cancel stops generation ---------------------------------
+# -- the model's API, as the openai SDK and curl see it --------------------------------------
 
-@pytest.mark.parametrize("source", ["thread", "asyncio"])
-def test_loop_serves_requests_while_the_client_blocks(base, source):
-    """The fake client blocks in its own thread after 2 tokens until it is released by
-    another HTTP request: the stream can only finish if the loop serves that request while
-    the client is blocked (a stalled loop would time these requests out)."""
+def test_the_sdk_streams_from_v1_chat_completions(base):
+    with openai.OpenAI(base_url=f"{base}/v1", api_key="any", max_retries=0) as client:
+        chunks = list(client.chat.completions.create(
+            model="whatever", messages=[{"role": "user", "content": HAIKU_PROMPT}],
+            stream=True, stream_options={"include_usage": True}, extra_query={"delay_ms": 0}))
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert {chunk.id for chunk in chunks} == {chunks[0].id}
+        assert {chunk.object for chunk in chunks} == {"chat.completion.chunk"}
+        assert {chunk.model for chunk in chunks} == {"whatever"}
+        contents = [c.choices[0].delta.content for c in chunks[1:-2]]
+        assert contents == HAIKU_TOKENS
+        assert chunks[-2].choices[0].finish_reason == "stop"
+        assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 16
+
+        whole = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "system", "content": "be brief"},
+                                   {"role": "user", "content": [
+                                       {"type": "text", "text": "Write a "},
+                                       {"type": "text", "text": "haiku"}]}],
+            max_tokens=4, extra_query={"delay_ms": 0})
+        assert whole.object == "chat.completion"
+        assert whole.choices[0].message.content == "Tokens drift like snow"
+        assert whole.choices[0].finish_reason == "length"
+        assert whole.usage.completion_tokens == 4
+
+        with pytest.raises(openai.BadRequestError, match="messages has no user message"):
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "system", "content": "hi"}], stream=True)
+        with pytest.raises(openai.APIError, match=r"failed after 2 tokens \(fail_after\)"):
+            for _ in client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "hello"}],
+                    stream=True, extra_query={"delay_ms": 0, "fail_after": 2}):
+                pass
+        assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_curl_shows_the_completion_chunks_and_done(base, curl):
+    body = json.dumps({"model": MODEL, "stream": True,
+                       "messages": [{"role": "user", "content": "hello"}]})
+    result = subprocess.run(
+        [curl, "-N", "-sS", "-H", "Content-Type: application/json", "-d", body,
+         f"{base}/v1/chat/completions?delay_ms=0&max_tokens=3"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    frames = result.stdout.split("\n\n")
+    assert frames[-2:] == ["data: [DONE]", ""]
+    assert all(frame.startswith("data: {") for frame in frames[:-2]), frames
+    chunks = [json.loads(frame[len("data: "):]) for frame in frames[:-2]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).startswith(
+        "Hello! I'm a tiny offline model")
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+# -- the loop keeps serving; cancel closes the upstream ---------------------------------------
+
+def test_loop_serves_requests_while_the_model_holds(base):
+    """The model holds after 2 tokens (an awaited asyncio.Event) until another HTTP request
+    releases it: that request, and the page, are served meanwhile."""
     with httpx.Client(timeout=TIMEOUT) as client:
         with connect_sse(client, "GET", f"{base}/ai/chat", params={
-                "prompt": HAIKU_PROMPT, "source": source, "delay_ms": 1,
-                "hold_after": 2}) as stream:
+                "prompt": HAIKU_PROMPT, "delay_ms": 1, "hold_after": 2}) as stream:
             chat_id = stream.response.headers["x-chat-id"]
             events = stream.iter_sse()
-            first = [next(events).data for _ in range(2)]
-            assert first == HAIKU_TOKENS[:2]
-            # Served while the client is blocked inside next() (or its asyncio await):
-            info = wait_for(lambda: (i := chat_info(base, chat_id))["blocked"] and i,
-                            "the client to block")
+            assert [next(events).data for _ in range(2)] == HAIKU_TOKENS[:2]
+            completion_id = chat_info(base, chat_id)["completion_id"]
+            info = wait_for(lambda: (i := completion_info(base, completion_id))["held"] and i,
+                            "the model to hold")
             assert info["produced"] == 2 and info["state"] == "running", info
             page = httpx.get(f"{base}/", timeout=TIMEOUT)
             assert page.status_code == 200 and "<title>" in page.text
-            released = httpx.post(f"{base}/ai/chats/{chat_id}/release", timeout=TIMEOUT)
-            assert released.json()["blocked"] is True, released.text
+            released = httpx.post(f"{base}/ai/completions/{completion_id}/release",
+                                  timeout=TIMEOUT)
+            assert released.json()["held"] is True, released.text
             rest = [(e.event, e.data) for e in events]
     assert [data for _, data in rest[:-1]] == HAIKU_TOKENS[2:]
     assert rest[-1][0] == "done" and json.loads(rest[-1][1])["tokens"] == 16
 
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_closing_the_stream_stops_generation(base, source):
+@pytest.mark.parametrize("coalesce_ms", [0, 30])
+def test_closing_the_stream_closes_the_model_stream(base, coalesce_ms):
+    """With coalescing the answer waits in asyncio.wait on a read task, without it in the
+    SDK's read itself: either way the client's going cancels it and closes the upstream."""
     with httpx.Client(timeout=TIMEOUT) as client:
         with connect_sse(client, "GET", f"{base}/ai/chat", params={
-                "prompt": SSE_PROMPT, "source": source, "delay_ms": 50}) as stream:
+                "prompt": SSE_PROMPT, "delay_ms": 50, "coalesce_ms": coalesce_ms}) as stream:
             chat_id = stream.response.headers["x-chat-id"]
             events = stream.iter_sse()
-            assert [next(events).data for _ in range(3)] == ["Server", "-", "Sent"]
+            assert next(events).data == "Server"
         # leaving the block closed the connection mid-answer
-    info = wait_for(lambda: (i := chat_info(base, chat_id))["source_closed"] and i,
-                    "the source to be closed")
-    assert info["state"] == "cancelled" and info["stop_requested"], info
-    produced = info["produced"]
-    assert 3 <= produced <= info["sent"] + 1 < SSE_TOKEN_COUNT, info
-    time.sleep(0.4)  # eight tokens' worth of pacing: nothing more may be produced
-    after = chat_info(base, chat_id)
-    assert after["produced"] == produced and after["blocked"] is False, after
+    info = wait_for(lambda: (i := chat_info(base, chat_id))["upstream_closed"] and i,
+                    "the SDK stream to be closed")
+    assert info["state"] == "cancelled", info
+    # The model saw its client go: its stream's task was cancelled, so it makes no more.
+    model_side = wait_for(
+        lambda: (c := completion_info(base, info["completion_id"]))["state"] != "running" and c,
+        "the model to see its stream closed")
+    assert model_side["state"] == "cancelled", model_side
+    assert 1 <= info["received"] <= model_side["produced"] <= info["received"] + 1
+    assert model_side["produced"] < SSE_TOKEN_COUNT, model_side
 
 
-def test_cancel_releases_a_held_blocking_client(base):
-    """A client blocked inside next() when the stream closes is told to stop at once."""
+def test_closing_the_stream_while_the_model_holds(base):
     with httpx.Client(timeout=TIMEOUT) as client:
         with connect_sse(client, "GET", f"{base}/ai/chat", params={
-                "prompt": SSE_PROMPT, "source": "thread", "delay_ms": 1,
-                "hold_after": 1}) as stream:
+                "prompt": SSE_PROMPT, "delay_ms": 1, "hold_after": 1}) as stream:
             chat_id = stream.response.headers["x-chat-id"]
             events = stream.iter_sse()  # (kept: a dropped iterator closes the response)
             assert next(events).data == "Server"
-            wait_for(lambda: chat_info(base, chat_id)["blocked"], "the client to block")
-    info = wait_for(lambda: (i := chat_info(base, chat_id))["source_closed"] and i,
-                    "the source to be closed")
-    assert info["state"] == "cancelled" and info["produced"] == 1, info
-    wait_for(lambda: not chat_info(base, chat_id)["blocked"], "the client to let go", 5)
+            completion_id = chat_info(base, chat_id)["completion_id"]
+            wait_for(lambda: completion_info(base, completion_id)["held"], "the model to hold")
+    model_side = wait_for(
+        lambda: (c := completion_info(base, completion_id))["state"] != "running" and c,
+        "the held model to see its stream closed")
+    assert model_side == {"completion_id": completion_id, "model": MODEL, "stream": True,
+                          "state": "cancelled", "produced": 1, "held": False}
+    assert chat_info(base, chat_id)["state"] == "cancelled"
 
 
-@pytest.mark.parametrize("source", ["thread", "asyncio"])
-def test_default_source_from_environment(source):
-    with ExampleServer(EXAMPLE, "--no-access-log",
-                       env={"AI_CHAT_SOURCE": source, "AI_CHAT_DELAY_MS": "1"}) as other:
+def test_settings_from_the_environment():
+    env = {**CLEAN_ENV, "AI_CHAT_MODEL": "tiny-model", "AI_CHAT_DELAY_MS": "1"}
+    with ExampleServer(EXAMPLE, "--no-access-log", env=env) as other:
         _, tokens, done = read_chat(other.base_url, prompt=HAIKU_PROMPT, delay_ms="")
-        assert text_of(tokens) == HAIKU and done["source"] == source
-        stats = httpx.get(f"{other.base_url}/ai/stats", timeout=TIMEOUT).json()
-        assert stats["default_source"] == source and stats["default_delay_ms"] == 1
+        assert text_of(tokens) == HAIKU and done["model"] == "tiny-model"
+        stats = get_json(other.base_url, "/ai/stats")
+        assert stats["model"] == "tiny-model" and stats["default_delay_ms"] == 1
+        # Not set: the chat talks to this server's own /v1, at the port it is bound to.
+        assert stats["base_url"] == f"{other.base_url}/v1"
+        assert stats["completions"]["done"] == 1 and stats["chats"]["done"] == 1
         stop_and_check(other)
-
-
-def test_unknown_default_source_stops_start_up():
-    with pytest.raises(RuntimeError, match="exited with 3") as failure:
-        ExampleServer(EXAMPLE, env={"AI_CHAT_SOURCE": "gpu"})
-    assert "AI_CHAT_SOURCE='gpu'" in str(failure.value)
 
 
 # -- the page in headless Chromium -----------------------------------------------------------
@@ -294,6 +406,9 @@ def last_answer(page) -> dict:
 def test_page_streams_an_answer_token_by_token(base, page):
     page.goto(f"{base}/")
     assert page.title() == "conduit: AI chat, token by token"
+    page.wait_for_function("() => document.getElementById('upstream').textContent"
+                           ".startsWith('model ')")
+    assert page.text_content("#upstream") == f"model {MODEL} at {base}/v1"
     page.evaluate(WATCH_ANSWER)
     page.fill("#delay", "25")
     page.fill("#prompt", HAIKU_PROMPT)
@@ -301,9 +416,9 @@ def test_page_streams_an_answer_token_by_token(base, page):
     page.wait_for_function(
         "() => document.getElementById('status').textContent.startsWith('done')")
     answer = last_answer(page)
-    assert answer == {"text": HAIKU, "meta": "16 tokens in 16 events, offline",
+    assert answer == {"text": HAIKU, "meta": f"16 tokens in 16 events, {MODEL}",
                       "tokens": "16", "state": "done"}
-    assert page.text_content("#status") == "done: 16 tokens in 16 events, offline"
+    assert page.text_content("#status") == f"done: 16 tokens in 16 events, {MODEL}"
     assert page.text_content(".message.user") == HAIKU_PROMPT
     # The transcript grew one token at a time: every snapshot is a longer prefix.
     snapshots = page.evaluate("() => window.snapshots")
@@ -318,7 +433,6 @@ def test_page_stop_cancels_and_does_not_reconnect(base, page):
     chat_requests = []
     page.on("request", lambda r: chat_requests.append(r.url) if "/ai/chat?" in r.url else None)
     page.goto(f"{base}/")
-    page.select_option("#source", "thread")
     page.fill("#delay", "80")
     page.fill("#prompt", SSE_PROMPT)
     page.press("#prompt", "Enter")
@@ -329,15 +443,26 @@ def test_page_stop_cancels_and_does_not_reconnect(base, page):
     stopped = last_answer(page)
     assert stopped["state"] == "stopped" and stopped["meta"].startswith("stopped after ")
     assert SSE_ANSWER.startswith(stopped["text"]) and stopped["text"] != SSE_ANSWER
-    # The server saw the stream close: its newest chat is cancelled and its client closed.
-    stats = httpx.get(f"{base}/ai/stats", timeout=TIMEOUT).json()
-    chat_id = stats["recent"][0]["chat_id"]
-    info = wait_for(lambda: (i := chat_info(base, chat_id))["source_closed"] and i,
-                    "the thread source to be closed")
-    assert info["state"] == "cancelled" and info["source"] == "thread", info
-    page.wait_for_timeout(600)  # several tokens' worth: nothing arrives, nothing reconnects
-    assert last_answer(page) == stopped
-    assert page.text_content("#status") == "stopped"
-    assert len(chat_requests) == 1, chat_requests
-    assert chat_info(base, chat_id)["produced"] == info["produced"]
+    # The server saw the stream close: its newest chat is cancelled, its SDK stream closed,
+    # and the model's stream on the other end of it cancelled.
+    chat_id = get_json(base, "/ai/stats")["recent"][0]["chat_id"]
+    info = wait_for(lambda: (i := chat_info(base, chat_id))["upstream_closed"] and i,
+                    "the SDK stream to be closed")
+    assert info["state"] == "cancelled", info
+    model_side = wait_for(
+        lambda: (c := completion_info(base, info["completion_id"]))["state"] != "running" and c,
+        "the model to see its stream closed")
+    assert model_side["state"] == "cancelled", model_side
     assert page.is_enabled("#send") and not page.is_enabled("#stop")
+    # A closed EventSource never reconnects: the next answer is the page's second request,
+    # and the stopped answer stayed as it was.
+    page.fill("#delay", "1")
+    page.fill("#prompt", HAIKU_PROMPT)
+    page.press("#prompt", "Enter")
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.startsWith('done')")
+    assert len(chat_requests) == 2, chat_requests
+    answers = page.evaluate("""() => [...document.querySelectorAll('.message.assistant')]
+        .map((m) => [m.querySelector('.text').textContent, m.dataset.state])""")
+    assert answers == [[stopped["text"], "stopped"], [HAIKU, "done"]]
+    assert chat_info(base, chat_id)["received"] == info["received"]
