@@ -46,6 +46,7 @@ cdef class Loop:
     cdef int _update(self, int fd) except -1
     cdef int _run_once(self) except -1
     cdef int _kick(self) except -1
+    cdef int _mark_dirty_c(self, transport) except -1
     cdef int _arm(self, double when) except -1
 
 

@@ -247,9 +247,15 @@ cdef class Loop:
             self._update(fd)
 
     def _mark_dirty(self, transport):
+        self._mark_dirty_c(transport)
+
+    cdef int _mark_dirty_c(self, transport) except -1:
+        # A transport with bytes to flush at the end of the turn; written to from outside
+        # a turn (an asyncio task), the driver is asked for one.
         self._dirty.append(transport)
         if self.driver is not None and not self._kicked and not self._in_service:
             self._kick()
+        return 0
 
     # -- run by asyncio (the pure twin's theory of operation) --------------------------
     def attach(self, driver):
@@ -508,7 +514,7 @@ cdef class Transport:
     cdef int _wrote(self) except -1:
         if not self._dirty:
             self._dirty = True
-            self._loop._dirty.append(self)
+            self._loop._mark_dirty_c(self)
         if not self._paused and self._end - self._start > self.high_water:
             self._paused = True
             self.protocol.pause_writing()
@@ -676,7 +682,7 @@ cdef class Transport:
             self._close_now(None)
         elif not self._dirty:
             self._dirty = True
-            self._loop._dirty.append(self)
+            self._loop._mark_dirty_c(self)
 
     def abort(self):
         """Close at once, dropping queued bytes."""
