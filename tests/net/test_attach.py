@@ -15,7 +15,11 @@ import socket
 import threading
 
 import pytest
-from test_loop import MIB, Recorder, loop, loop_transport, peers, tcp_pair  # noqa: F401
+import test_loop
+from test_loop import MIB, Recorder, loop_transport, tcp_pair
+
+loop = test_loop.loop  # the fixtures: a fresh loop of each twin; sockets closed at teardown
+peers = test_loop.peers
 
 DEADLINE_S = 5.0
 
