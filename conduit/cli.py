@@ -170,6 +170,7 @@ def load_target(target: str):
 
 
 def run_command(args) -> int:
+    from conduit.server.asgi import LifespanFailed
     from conduit.server.server import BindError, Server, StartupError
 
     setup_logging(args.log_level)
@@ -211,6 +212,11 @@ def run_command(args) -> int:
     except TargetError as exc:
         log.error("%s", exc)
         return EXIT_STARTUP_FAILED
+    if not hasattr(app, "hub"):
+        from conduit.server.asgi import ASGIApp, is_asgi_app
+
+        if is_asgi_app(app):  # FastAPI, Starlette...: served through conduit.server.asgi
+            app = ASGIApp(app)
     if broker is not None:
         if not hasattr(app, "hub"):
             log.error("--broker needs a conduit App; %s is a %s", args.target,
@@ -236,7 +242,7 @@ def run_command(args) -> int:
     except BrokerUnavailable as exc:  # the broker cannot be reached at startup
         log.error("%s", exc.detail)
         return EXIT_STARTUP_FAILED
-    except StartupError as exc:  # no uvloop for --loop uvloop, a startup hook failed
+    except (StartupError, LifespanFailed) as exc:  # no uvloop; the app refused to start
         log.error("%s", exc)
         return EXIT_STARTUP_FAILED
     from conduit.server.aio import busy_workers

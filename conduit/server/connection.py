@@ -40,6 +40,7 @@ from conduit.http.parser import ParsedRequest, RequestParser
 from conduit.http.response import Response, StreamResponse, build_head
 from conduit.server import hub as _hub
 from conduit.server import pump as _pump
+from conduit.server.asgi import ASGICall, ASGICycle
 
 if TYPE_CHECKING:
     from conduit.net.loop import Transport
@@ -83,7 +84,7 @@ class HTTPConnection:
     __slots__ = (
         "server", "loop", "transport", "parser", "client", "busy", "closed", "eof",
         "request", "stream", "task", "keep_alive", "request_started", "last_active",
-        "buffered", "_processing", "paused_since", "paused_size",
+        "buffered", "_processing", "paused_since", "paused_size", "asgi",
     )
 
     def __init__(self, server) -> None:
@@ -107,6 +108,7 @@ class HTTPConnection:
         self._processing = False
         self.paused_since = 0.0  # when the outbox went above high water (0: it is not)
         self.paused_size = 0  # the smallest outbox size seen since (progress resets the clock)
+        self.asgi: ASGICycle | None = None  # the ASGI exchange in progress (conduit.server.asgi)
 
     # -- transport callbacks -----------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -131,7 +133,12 @@ class HTTPConnection:
     def eof_received(self) -> None:
         self.eof = True
         self.parser.feed(b"")
-        if self.stream is not None:
+        if self.asgi is not None:
+            # The client went away (uvicorn's reading of EOF too): the app gets
+            # http.disconnect, and what it still sends is dropped.
+            self.asgi.disconnected()
+            self.transport.close()
+        elif self.stream is not None:
             # The client went away: cancel the stream now (its finally runs).
             self._cancel_work()
             self.transport.abort()
@@ -144,11 +151,15 @@ class HTTPConnection:
         self.paused_size = self.transport.get_write_buffer_size()
         if self.stream is not None:
             self.stream.pause()
+        elif self.asgi is not None:
+            self.asgi.pause()
 
     def resume_writing(self) -> None:
         self.paused_since = 0.0
         if self.stream is not None:
             self.stream.resume()
+        elif self.asgi is not None:
+            self.asgi.resume()
 
     def connection_lost(self, exc) -> None:
         if self.closed:
@@ -207,6 +218,8 @@ class HTTPConnection:
             self._send_response(result)
         elif type(result) is StreamResponse:
             self._start_stream(result)
+        elif type(result) is ASGICall:
+            self._start_asgi(result)
         elif hasattr(result, "send") and hasattr(result, "throw"):  # a coroutine
             task = self.task = self.loop.driver.create_task(result)
             task.add_done_callback(self._task_done)
@@ -259,6 +272,28 @@ class HTTPConnection:
             self.transport.writelines((head, body))
         self._log_access(status)
         self._request_done()
+
+    # -- ASGI (conduit.server.asgi) -------------------------------------------------------
+    def _start_asgi(self, call: ASGICall) -> None:
+        assert self.request is not None
+        cycle = self.asgi = ASGICycle(self, call, self.request.method == "HEAD")
+        cycle.start(self.loop.driver)
+
+    def asgi_started(self, status: int) -> None:
+        """The ASGI app's response head is going out: the access log line."""
+        self._log_access(status)
+
+    def asgi_done(self, keep_alive: bool) -> None:
+        """The ASGI response is complete (or was cut): on to the next request."""
+        self.asgi = None
+        if self.closed:
+            return
+        if not keep_alive:
+            self.keep_alive = False
+        self._request_done()
+
+    def logged_target(self) -> str:
+        return self._logged_target(self.request) if self.request is not None else "-"
 
     def _start_stream(self, response: StreamResponse) -> None:
         request = self.request
@@ -362,6 +397,10 @@ class HTTPConnection:
 
     # -- server housekeeping -----------------------------------------------------------
     def _cancel_work(self) -> None:
+        if self.asgi is not None:
+            # Not cancelled: an ASGI app learns of the disconnect from receive() and
+            # ends by itself, as the spec expects (its sends are dropped meanwhile).
+            self.asgi.disconnected()
         if self.task is not None:
             self.task.cancel()
             self.task = None

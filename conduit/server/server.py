@@ -196,7 +196,9 @@ class Server:
             self._loop_stopped = True
             for conn in list(self.connections):
                 conn.transport.abort()
-            self._wind_down(driver)
+            # The application's shutdown (its hooks may await: an ASGI lifespan), while the
+            # aborted connections cancel their handlers' tasks; then what is left of them
+            # gets its last chance to finish.
             shutdown = getattr(self.app, "shutdown", None)
             if shutdown is not None:
                 try:
@@ -205,6 +207,7 @@ class Server:
                         driver.run_until_complete(result)
                 except Exception:
                     log.exception("error in application shutdown")
+            self._wind_down(driver)
             self.loop.close()
             try:
                 driver.run_until_complete(driver.shutdown_asyncgens())
