@@ -111,10 +111,10 @@ environment variable ``MCP_ALLOWED_ORIGINS`` (e.g. ``https://app.example.com``).
 without ``Origin`` (the SDK, curl) are not affected. Bind to 127.0.0.1 (conduit's
 default) unless you mean to serve other machines.
 
-conduit runs its own event loop, not asyncio's: handlers and tools wait with
-``await conduit.sleep(s)`` and run blocking work with ``await conduit.to_thread(fn, ...)``
-(asyncio code would go through ``conduit.to_thread(asyncio.run, coro)``). Everything else
-runs on the loop thread, so sessions need no locks. A stream that waits on something
+Handlers run on asyncio (any asyncio code works in them): tools wait with
+``await conduit.sleep(s)`` (asyncio.sleep) and run blocking work in the server's thread pool
+with ``await conduit.to_thread(fn, ...)``. Everything else runs on the loop thread, so
+sessions need no locks. A stream that waits on something
 another request changes (the GET stream on its session's end, a resumed stream on the call
 it follows) looks again every 0.2 s with ``conduit.sleep``. Sessions live in memory: at
 most 1000, and one idle for an hour is forgotten.
