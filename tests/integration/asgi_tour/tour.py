@@ -12,12 +12,22 @@ import asyncio
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import (BackgroundTasks, Cookie, Depends, FastAPI, File, Form, Header,
-                     HTTPException, Query, Request, UploadFile)
+from fastapi import (
+    BackgroundTasks,
+    Cookie,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import (JSONResponse, PlainTextResponse, RedirectResponse,
-                               StreamingResponse)
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
