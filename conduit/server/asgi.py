@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from urllib.parse import unquote
 
 from conduit.http.response import reason_phrase
@@ -54,7 +55,10 @@ log = logging.getLogger("conduit.server")
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 SHUTDOWN_SECONDS = 10.0
 _NO_BODY_STATUSES = frozenset({204, 304})
-_BAD_HEADER_BYTES = (b"\r", b"\n", b"\0")
+# A response header from the app: a token for a name (RFC 9110 5.1), and no CR, LF or NUL
+# in a value (what would let a value split the head: response splitting).
+_field_name = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
+_bad_in_value = re.compile(rb"[\r\n\x00]").search
 
 
 def is_asgi_app(obj) -> bool:
@@ -235,6 +239,18 @@ class _Lifespan:
             self.task.cancel()
 
 
+class _Ready:
+    """An awaitable that completes at once, with None (``await _READY``)."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        return iter(())
+
+
+_READY = _Ready()
+
+
 class ASGICycle:
     """One request/response exchange with an ASGI app, on one connection (rules 3-5).
 
@@ -308,7 +324,10 @@ class ASGICycle:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def send(self, message: dict) -> None:
+    def send(self, message: dict):
+        """The ASGI ``send``. PERF: a plain method returning an awaitable: with no
+        backpressure to wait for, that is ``_READY``, which completes at once, so a body
+        message costs no coroutine object (an EventSourceResponse sends one per event)."""
         kind = message.get("type")
         if kind == "http.response.start":
             if self._start is not None or self._finished:
@@ -317,21 +336,21 @@ class ASGICycle:
             if type(status) is not int or not 100 <= status <= 999:
                 raise RuntimeError(f"http.response.start with a bad status {status!r}")
             self._start = message
-            return
+            return _READY
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an http scope")
         if self._start is None:
             raise RuntimeError("http.response.body before http.response.start")
         if self._finished:
             if self._gone:
-                return
+                return _READY
             raise RuntimeError("http.response.body after the response was complete")
         body = message.get("body", b"")
         if not isinstance(body, (bytes, bytearray, memoryview)):
             raise RuntimeError(f"http.response.body with a non-bytes body: {type(body)!r}")
         more = bool(message.get("more_body", False))
         if self._gone:
-            return
+            return _READY
         if self._length is not None or not self._head_sent:
             self._sent += len(body)
         if not self._head_sent:
@@ -344,10 +363,11 @@ class ASGICycle:
                                f"({self._sent} > {self._length})")
         if not more:
             self._finish_response()
-            return
+            return _READY
         if self._paused and not self._gone:
             waiter = self._drained = asyncio.get_running_loop().create_future()
-            await waiter
+            return waiter  # a future is awaitable: send() returns once the outbox drained
+        return _READY
 
     # -- writing -------------------------------------------------------------------------
     def _write_head(self, body, more: bool) -> None:
@@ -360,8 +380,7 @@ class ASGICycle:
         keep_alive = self.conn.keep_alive and not self.conn.server.draining
         for pair in start.get("headers", ()):
             name, value = bytes(pair[0]), bytes(pair[1])
-            if not name or any(c in name for c in _BAD_HEADER_BYTES) or b":" in name \
-                    or any(c in value for c in _BAD_HEADER_BYTES):
+            if _field_name(name) is None or _bad_in_value(value) is not None:
                 raise RuntimeError(f"invalid response header {name!r}: {value!r}")
             lower = name.lower()
             if lower == b"content-length":

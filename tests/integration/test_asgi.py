@@ -364,3 +364,18 @@ def test_websocket_upgrade_is_plain_http(serve):
                     b"Sec-WebSocket-Version: 13\r\n\r\n")
         response = client.read_response()
     assert response.status == 400 and scopes == ["http"]
+
+
+def test_a_header_that_would_split_the_response_is_refused(serve, caplog):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-evil", b"a\r\nSet-Cookie: stolen=1")]})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    server = serve_asgi(serve, app)
+    with caplog.at_level("ERROR", logger="conduit.server"):
+        response = httpx.get(server.url, timeout=TIMEOUT)
+    assert response.status_code == 500 and "set-cookie" not in response.headers
+    assert "invalid response header" in caplog.text
