@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 from conduit.app import App, FileResponse, Headers, Request  # noqa: E402
 from conduit.app.auth import Auth  # noqa: E402
-from conduit.app.channel import Channel  # noqa: E402
+from conduit.app.channel import Channel, ChannelEvent, ChannelListener  # noqa: E402
 from conduit.app.cors import CORS  # noqa: E402
 from conduit.config import Config  # noqa: E402
 from conduit.errors import ConduitError, HTTPError, ProtocolError  # noqa: E402
@@ -47,6 +47,8 @@ __all__ = [
     "Auth",
     "CORS",
     "Channel",
+    "ChannelEvent",
+    "ChannelListener",
     "Config",
     "ConduitError",
     "FileResponse",

@@ -29,6 +29,12 @@ data), str (data) or bytes (pre-formatted frames)); a ``StreamResponse``; or, fr
 ``async def`` handler, any of these after awaiting conduit awaitables. Raising
 ``HTTPError(status, detail)`` answers that status with ``{"error": detail}``.
 
+Startup and shutdown: ``@app.on_startup`` / ``@app.on_shutdown`` register functions (sync
+or ``async def``, no arguments) run in order on the loop when the server starts / stops
+serving; an async one is awaited. A startup hook that raises stops the server
+(exit status 3 from the CLI, one log line): start background tasks there, such as a
+projection folded from ``channel.listen()``.
+
 Tokens and cross-origin pages: ``App(auth=Auth(...), cors=CORS([...]))``, private channels
 (``app.channel(name, private=True)``) and ``@app.post(path, auth="publish")``; see
 ``conduit.app.auth`` and ``conduit.app.cors``.
@@ -43,7 +49,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from conduit.app.auth import Auth
-from conduit.app.channel import Channel, Hub
+from conduit.app.channel import DEFAULT_MAX_PENDING, Channel, ChannelListener, Hub
 from conduit.app.cors import CORS
 from conduit.app.request import Request
 from conduit.app.static import StaticFiles
@@ -151,6 +157,9 @@ class App:
         if auth is not None:
             names.add(auth.query_param)
         self.secret_query_params = frozenset(names)
+        self._startup_hooks: list = []
+        self._shutdown_hooks: list = []
+        self._hooks_started = False
 
     # -- channels ----------------------------------------------------------------------
     def channel(self, name: str, history: int = 1000, durable: bool = False,
@@ -195,6 +204,33 @@ class App:
             raise HTTPError(400, "no channel to subscribe to")
         budget = min(channel.budget_bytes for channel in resolved)
         return self.hub.subscribe(request, resolved, budget, headers=headers)
+
+    def listen(self, *channels, after: str | None = None,
+               max_pending: int = DEFAULT_MAX_PENDING) -> ChannelListener:
+        """The events of several channels (names or Channel objects) in this process,
+        merged in id order, as one async iterator of ``ChannelEvent`` (``Channel.listen``:
+        ids are global to the app, so one cursor ``after`` covers them all). An unknown
+        name is a ValueError.
+
+        >>> async def audit():                        # doctest: +SKIP
+        ...     async for event in app.listen("documents", "alerts"):
+        ...         print(event.channel, event.id, event.data)
+        """
+        resolved = []
+        for item in channels:
+            channel = self.hub.channels.get(item) if isinstance(item, str) else item
+            if channel is None:
+                raise ValueError(f"unknown channel {item!r}")
+            if channel not in resolved:
+                resolved.append(channel)
+        if not resolved:
+            raise ValueError("listen() needs at least one channel")
+        return self.hub.listen(resolved, after, max_pending)
+
+    async def sync(self) -> int:
+        """``Channel.sync`` for the app: returns once this process has received every event
+        the broker had acknowledged when it was called; the newest sequence it has."""
+        return await self.hub.sync()
 
     # -- declaring routes --------------------------------------------------------------
     def route(self, path: str, methods=("GET",), auth=None):
@@ -264,20 +300,85 @@ class App:
 
         self.route(path, ("GET",))(lambda request: metrics_response(self))
 
-    # -- lifecycle hooks (called by the server) ----------------------------------------
-    def startup(self, loop, server=None) -> None:
+    # -- lifecycle hooks ---------------------------------------------------------------
+    def on_startup(self, fn):
+        """Run ``fn()`` (sync, or ``async def``: awaited) when the server starts, on its
+        loop, after the channels are up and before the first request is served. Hooks run
+        in the order they were registered; one that raises stops the server (exit status 3).
+
+        >>> app = App()
+        >>> @app.on_startup
+        ... async def start_projection():
+        ...     ...
+        """
+        self._startup_hooks.append(fn)
+        return fn
+
+    def on_shutdown(self, fn):
+        """Run ``fn()`` (sync or async) when the server stops serving, on its loop, before
+        the channels close (and their durable logs with them). Hooks run in the order they
+        were registered, only if every startup hook succeeded; an exception is logged and
+        the next hook runs."""
+        self._shutdown_hooks.append(fn)
+        return fn
+
+    # called by the server (conduit.server.server): an awaitable result is awaited on the loop
+    def startup(self, loop, server=None):
         self.loop = loop
         self.server = server
         self.hub.startup(loop)
+        if self._startup_hooks:
+            # The server's loop runs while async hooks do (they are asyncio code), and
+            # with it the listening socket: accepting waits until the hooks are done, so
+            # no request sees the app half started (connections wait in the backlog).
+            listener = getattr(server, "listener", None)
+            if listener is not None:
+                listener.pause()
+            return self._run_startup_hooks(listener)
+        self._hooks_started = True
+        return None
+
+    async def _run_startup_hooks(self, listener) -> None:
+        from conduit.server.server import StartupError
+
+        for fn in self._startup_hooks:
+            try:
+                result = fn()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                name = getattr(fn, "__qualname__", repr(fn))
+                raise StartupError(f"startup hook {name} failed: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        if listener is not None:  # (after a failure the server stops: it stays paused)
+            listener.resume()
+        self._hooks_started = True
 
     def stats(self) -> dict:
         """The serving server's live figures: connections, streams, requests, events_sent,
         errors_by_status, uptime_seconds (empty before the server starts)."""
         return self.server.stats() if self.server is not None else {}
 
-    def shutdown(self) -> None:
+    def shutdown(self):
+        if self._shutdown_hooks and self._hooks_started:
+            return self._run_shutdown_hooks()
         self.hub.shutdown()
         self.loop = None
+        return None
+
+    async def _run_shutdown_hooks(self) -> None:
+        try:
+            for fn in self._shutdown_hooks:
+                try:
+                    result = fn()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("error in shutdown hook %s",
+                                  getattr(fn, "__qualname__", repr(fn)))
+        finally:
+            self.hub.shutdown()  # the durable logs close whatever the hooks did
+            self.loop = None
 
     # -- dispatch (the server calls this) ----------------------------------------------
     def _find(self, method: str, path: str):

@@ -26,6 +26,16 @@ The contract (every broker keeps it; ``tests/scale`` checks it over real process
    from the broker's history, it says so with ``hub.gap`` so cursors older than that get
    the reset event instead of a silent gap.
 5. ``close()`` stops the feed (server shutdown).
+6. ``async sync()`` (optional) returns, on the loop thread, once every event the broker
+   had acknowledged when it was called has been handed to ``hub.deliver`` (in order,
+   like the feed; it may hand over the feed's own backlog first). It is how a process
+   learns what other processes published a moment ago before it answers from its own
+   state (``Channel.sync``, ``ChannelListener.sync``); called for every command of a
+   projection, so it must not block the loop for long (a round trip of its own, not a
+   poll). It raises ``BrokerUnavailable`` when it cannot know (a 503: the client
+   retries). The default runs ``catch_up()``, which is right for a broker whose
+   ``catch_up`` delivers everything at once; a broker whose ``catch_up`` does nothing
+   must implement ``sync``.
 """
 
 from __future__ import annotations
@@ -55,6 +65,10 @@ class Broker:
 
     def catch_up(self) -> None:
         return None
+
+    async def sync(self) -> None:
+        """Rule 6: every event acknowledged before this call is delivered when it returns."""
+        self.catch_up()
 
     def close(self) -> None:
         return None

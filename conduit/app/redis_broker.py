@@ -54,7 +54,19 @@ Theory of operation
 5. ``catch_up`` (loop thread): a non-blocking XREAD from the feed's last ids, delivered at
    once, for a client that resumes from an event it read on another server a moment ago.
    The feed may read the same entries: ``Hub.deliver`` skips what a channel has, and the
-   last ids only move forward.
+   last ids only move forward. Reading a reply (moving the last ids) and queueing its
+   records for the loop happen under one hold of the lock, by the feed and by
+   ``catch_up`` alike: otherwise a ``catch_up`` between the feed's read and its handover
+   would deliver newer events of a channel first, and ``Hub.deliver`` would then skip the
+   feed's older ones as already had (a silent gap).
+9. ``sync`` (contract rule 6; ``Channel.sync``): the same non-blocking XREAD as
+   ``catch_up``, but run in the loop's thread pool, so the loop serves on meanwhile;
+   back on the loop, everything queued so far (the feed's backlog, then this reply) is
+   delivered. Redis runs commands one at a time, so that XREAD sees every entry a script
+   had written when it ran: every event acknowledged before ``sync`` was called. (Not a
+   GET of ``<prefix>:seq`` and a wait for the feed to reach it: the newest sequence may
+   belong to a stream this app does not read, another app version's channel, and the
+   wait would never end.) Redis down: ``BrokerUnavailable``, a 503.
 6. Redis down or unreachable: the feed logs one warning, marks the broker down and
    reconnects with backoff (50 ms doubling to 1 s). While down, ``publish`` raises
    ``BrokerUnavailable`` at once (503 with Retry-After; the loop is not blocked); a
@@ -81,6 +93,7 @@ came after the last snapshot (then rule 8 applies).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -313,8 +326,24 @@ class RedisBroker(Broker):
             reply = self._pub.xread(self._cursors())
         except self._errors:
             return  # the resuming client gets a stale-cursor reset: honest
-        gaps, records = self._collect(reply)
-        self._deliver(gaps, records)
+        self._queue_reply(reply)
+        self._drain_queue()  # rule 5: in order, after what the feed had queued
+
+    async def sync(self) -> None:
+        """Rule 9 (loop thread)."""
+        if self._hub is None or not self.up:
+            raise BrokerUnavailable("the broker (Redis) is unreachable; retry")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._read_now)
+        except (self._redis.RedisError, OSError):
+            raise BrokerUnavailable("the broker (Redis) is unavailable; retry") from None
+        self._drain_queue()
+
+    def _read_now(self) -> None:
+        """One non-blocking XREAD from the feed's last ids, queued for the loop (a pool
+        thread; rule 9)."""
+        self._queue_reply(self._pub.xread(self._cursors()))
 
     def close(self) -> None:
         self._closing.set()
@@ -364,14 +393,17 @@ class RedisBroker(Broker):
     def _apply(self, epoch, restored, last) -> None:
         """Adopt a state read by ``_read_state``: the feed's cursors here, the hub's epoch and
         histories (``_apply_hub``, on the loop thread)."""
+        on_loop = self._hub.on_loop_thread()
         with self._lock:
             self._epoch = epoch
             self._last = last
             self._seen = max(last.values(), default=0)
-        if self._hub.on_loop_thread():
+            if not on_loop:  # queued with the new cursors, before any reply read from them
+                self._enqueue_locked(self._apply_hub, (epoch, restored))
+        if on_loop:
             self._apply_hub(epoch, restored)
         else:
-            self._hand_over(self._apply_hub, epoch, restored)
+            self._wait_for_room()
 
     def _apply_hub(self, epoch, restored) -> None:
         hub = self._hub
@@ -386,31 +418,40 @@ class RedisBroker(Broker):
         with self._lock:
             return {self.key(name): f"{self._last.get(self.key(name), 0)}-0" for name in names}
 
-    def _collect(self, reply):
+    def _queue_reply(self, reply) -> int:
+        """Take an XREAD reply and queue its events for the loop, under one hold of the
+        lock (rule 5); how many events were queued."""
+        with self._lock:
+            gaps, records = self._collect_locked(reply)
+            if gaps or records:
+                self._enqueue_locked(self._deliver, (gaps, records), len(records))
+        return len(records)
+
+    def _collect_locked(self, reply):
         """(gaps, records) of an XREAD reply: records merged by sequence; the feed's last
-        ids move forward (never back: catch_up and the feed may read the same entries)."""
+        ids move forward (never back: catch_up and the feed may read the same entries).
+        Called with the lock held."""
         gaps = []
         records = []
         prefix_len = len(self.prefix) + len(":channel:")
-        with self._lock:
-            last = self._last
-            for key, entries in reply or ():
-                if not entries:
+        last = self._last
+        for key, entries in reply or ():
+            if not entries:
+                continue
+            name = key[prefix_len:]
+            after = last.get(key, 0)
+            newest = after
+            for entry_id, fields in entries:
+                seq = _seq(entry_id)
+                if seq <= after:
                     continue
-                name = key[prefix_len:]
-                after = last.get(key, 0)
-                newest = after
-                for entry_id, fields in entries:
-                    seq = _seq(entry_id)
-                    if seq <= after:
-                        continue
-                    if newest == after and int(fields.get("p", 0)) > after:
-                        gaps.append((name, int(fields["p"])))  # trimmed before we read it
-                    records.append((seq, name, fields.get("e"), fields.get("d", "")))
-                    newest = seq
-                last[key] = newest
-                if newest > self._seen:
-                    self._seen = newest
+                if newest == after and int(fields.get("p", 0)) > after:
+                    gaps.append((name, int(fields["p"])))  # trimmed before we read it
+                records.append((seq, name, fields.get("e"), fields.get("d", "")))
+                newest = seq
+            last[key] = newest
+            if newest > self._seen:
+                self._seen = newest
         records.sort(key=itemgetter(0))
         return gaps, records
 
@@ -424,21 +465,23 @@ class RedisBroker(Broker):
         if records:
             hub.deliver(records)
 
-    def _hand_over(self, fn, *args, events: int = 0) -> None:
-        """Run ``fn(*args)`` on the loop thread after every earlier handover. The feed goes
-        on reading while the loop is busy (a handler publishing thousands of events in one
-        request must not make its own server's feed fall behind the stream's bound), up
-        to ``FEED_BACKLOG_EVENTS`` waiting here; beyond that Redis holds the backlog."""
+    def _enqueue_locked(self, fn, args, events: int = 0) -> None:
+        """Run ``fn(*args)`` on the loop thread after every earlier handover (the lock is
+        held). The feed goes on reading while the loop is busy (a handler publishing
+        thousands of events in one request must not make its own server's feed fall
+        behind the stream's bound), up to ``FEED_BACKLOG_EVENTS`` waiting here
+        (``_wait_for_room``); beyond that Redis holds the backlog."""
         loop = self._hub.loop
         if loop is None:
             return
-        with self._room:
-            self._queue.append((fn, args))
-            self._queued_events += events
-            schedule = not self._drain_scheduled
+        self._queue.append((fn, args))
+        self._queued_events += events
+        if not self._drain_scheduled:
             self._drain_scheduled = True
-        if schedule:
             loop.call_soon_threadsafe(self._drain_queue)
+
+    def _wait_for_room(self) -> None:
+        """The feed thread: wait while the loop has too many events to take (rule 2)."""
         with self._room:
             self._room.wait_for(lambda: self._queued_events <= FEED_BACKLOG_EVENTS
                                 or self._closing.is_set())
@@ -473,10 +516,8 @@ class RedisBroker(Broker):
                 elif self._resync.is_set():
                     self._sync(client)
                 reply = client.xread(self._cursors(), block=FEED_BLOCK_MS)
-                if reply:
-                    gaps, records = self._collect(reply)
-                    if gaps or records:
-                        self._hand_over(self._deliver, gaps, records, events=len(records))
+                if reply and self._queue_reply(reply):
+                    self._wait_for_room()
             except Exception as exc:
                 if self._closing.is_set():
                     break

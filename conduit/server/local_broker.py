@@ -26,7 +26,7 @@ a list whose first item says what it is:
       ["p", rid, channel, event, data]                        publish
       ["m", rid, channel, event, [data, ...]]                 publish_many (one answer:
                                                               the first of consecutive seqs)
-      ["s", rid]                                              sync (catch_up)
+      ["s", rid]                                              sync (catch_up, sync)
     supervisor -> worker
       ["welcome", {"epoch": E, "seq": S, "channels": {name: [complete_after, records]}}]
       ["r", [[seq, channel, event, data], ...]]               the feed, ascending seq
@@ -67,7 +67,10 @@ Rules (the broker contract of ``conduit.app.broker``, for this broker)
 6. ``catch_up`` (a client resumes from an id this worker has not read yet: it read it on
    another worker a moment ago) is a sync round trip: the supervisor answers after
    queueing every record so far, so when the answer is read, the event has been
-   delivered.
+   delivered. ``sync`` (the broker contract's rule 6, ``Channel.sync``) is the same
+   message, but the loop does not wait in it: the answer resolves an asyncio future when
+   the loop's reader reads it (after the records before it), so the loop serves on
+   during the round trip.
 7. The supervisor's death closes the sockets: publishes answer 503, subscribers stay
    connected, and the worker drains (the supervisor's death signal, see
    ``conduit.server.workers``). There is no reconnect: a worker lives and dies with its
@@ -156,10 +159,11 @@ class FrameReader:
 
 
 class _Waiter:
-    __slots__ = ("seq",)
+    __slots__ = ("seq", "future")
 
-    def __init__(self) -> None:
+    def __init__(self, future=None) -> None:
         self.seq = None
+        self.future = future  # an asyncio future to resolve with seq (sync), or None
 
 
 def _describe(channel) -> dict:
@@ -171,7 +175,7 @@ def _describe(channel) -> dict:
 class LocalBroker:
     """A worker's connection to its supervisor's ``LocalBrokerServer`` (module docstring):
     a broker in the sense of ``conduit.app.broker`` (attach, publish, publish_many,
-    catch_up, close)."""
+    catch_up, sync, close)."""
 
     name = "local"
 
@@ -277,6 +281,8 @@ class LocalBroker:
                 waiter = waiters.pop(rid, None)
                 if waiter is not None:
                     waiter.seq = seq
+                    if waiter.future is not None and not waiter.future.done():
+                        waiter.future.set_result(seq)  # _read runs on the loop thread
             self._cond.notify_all()
 
     def _lost(self, why: str) -> None:
@@ -285,6 +291,9 @@ class LocalBroker:
         with self._cond:
             self._dead = True
             self._cond.notify_all()
+            futures = [w.future for w in self._waiters.values() if w.future is not None]
+        for future in futures:  # sync() callers: BrokerUnavailable (from any thread)
+            future.get_loop().call_soon_threadsafe(_settle, future, None)
         loop = self.hub.loop
         if loop is not None and self._fd >= 0:
             if self.hub.on_loop_thread():
@@ -379,6 +388,31 @@ class LocalBroker:
         except BrokerUnavailable:
             pass
 
+    async def sync(self) -> None:
+        """Rule 6, without holding the loop (loop thread): returns once every record the
+        supervisor had when it read the request has been delivered to the hub."""
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(future)
+        rid = None
+        try:
+            with self._send_lock:
+                if self._dead or self.sock is None:
+                    raise BrokerUnavailable("the workers' broker is gone; retry")
+                rid = self._next_rid = self._next_rid + 1
+                with self._cond:
+                    self._waiters[rid] = waiter
+                self._send(pack(["s", rid]), time.monotonic() + self.publish_timeout)
+            seq = await asyncio.wait_for(future, self.publish_timeout)
+        except asyncio.TimeoutError:
+            seq = None
+        finally:
+            with self._cond:
+                self._waiters.pop(rid, None)
+        if seq is None:
+            raise BrokerUnavailable("the workers' broker did not answer; retry")
+
     def close(self) -> None:
         self._closing = True
         sock = self.sock
@@ -387,6 +421,11 @@ class LocalBroker:
         self._lost("closed")
         self.sock = None
         sock.close()
+
+
+def _settle(future, value) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def _wait_for(fd: int, events: int, timeout: float) -> bool:
