@@ -178,7 +178,7 @@ def main() -> int:
     out.write_text(json.dumps(data, indent=1))
     lines = ["| server | GET /json requests/s (wrk, keep-alive) | server CPU | "
              "EventSourceResponse 10K events/s |", "|---|---:|---:|---:|"]
-    for name, entry in results.items():
+    for entry in results.values():
         lines.append(f"| {entry['label']} | {statistics.median(entry['json_rps']):,.0f} "
                      f"({min(entry['json_rps']):,.0f}-{max(entry['json_rps']):,.0f}) | "
                      f"{statistics.median(entry['json_cpu']):.0%} | "
