@@ -75,8 +75,8 @@ class Loop:
         >>> driver = asyncio.new_event_loop()
         >>> loop = Loop()
         >>> loop.attach(driver)
-        >>> _ = loop.call_later(0.01, loop.stop)
-        >>> driver.run_forever()
+        >>> loop.driver is driver
+        True
         >>> loop.close(); driver.close()
         """
     def detach(self) -> None:

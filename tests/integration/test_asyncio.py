@@ -389,7 +389,12 @@ def test_disconnect_cancels_the_task_at_its_await_and_closes_everything(serve, l
                     if line == "data: first":
                         break  # leaving the block closes the connection
 
-    asyncio.run(client())
+    # in a thread of its own: Playwright's sync API (the browser tests of the same session)
+    # leaves an asyncio loop running in the main thread, where asyncio.run() refuses
+    runner = threading.Thread(target=asyncio.run, args=(client(),))
+    runner.start()
+    runner.join(TIMEOUT)
+    assert not runner.is_alive()
     assert finished.wait(TIMEOUT)
     assert record == ["enter", "cancelled at the await", "inner finally", "aexit",
                       "outer finally"]

@@ -47,6 +47,29 @@ def attached(loop, driver):
     loop.detach()
 
 
+def on_thread(fn, *args):
+    """``fn(*args)`` in a thread of its own, its result or exception brought back.
+
+    NOTE: an asyncio loop cannot run in a thread where another one runs, and Playwright's
+    sync API (the browser tests, earlier in the same session) leaves one running in the
+    main thread."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(DEADLINE_S * 4)
+    assert not thread.is_alive(), "the driver did not return"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def run_driver_until(driver, condition, what: str) -> None:
     """Run the asyncio loop until ``condition()``; fail after DEADLINE_S."""
 
@@ -55,7 +78,7 @@ def run_driver_until(driver, condition, what: str) -> None:
             await asyncio.sleep(0.001)
 
     try:
-        driver.run_until_complete(asyncio.wait_for(wait(), DEADLINE_S))
+        on_thread(driver.run_until_complete, asyncio.wait_for(wait(), DEADLINE_S))
     except asyncio.TimeoutError:
         raise AssertionError(f"not within {DEADLINE_S} s: {what}") from None
 
@@ -98,7 +121,7 @@ def test_a_write_from_an_asyncio_task_is_flushed(attached, peers):
             pass
         return bytes(received) == b"from a task"
 
-    driver.run_until_complete(writer())
+    on_thread(driver.run_until_complete, writer())
     run_driver_until(driver, read, "the task's bytes at the peer")
 
 
@@ -110,7 +133,7 @@ def test_call_soon_threadsafe_wakes_the_driver(attached):
     async def start():
         thread.start()
 
-    driver.run_until_complete(start())
+    on_thread(driver.run_until_complete, start())
     run_driver_until(driver, ran.is_set, "a callback from another thread")
     thread.join()
 
@@ -137,7 +160,7 @@ def test_stop_stops_the_driver_and_detach_lets_go(loop, driver):
     with pytest.raises(RuntimeError, match="already attached"):
         loop.attach(driver)
     loop.call_later(0.01, loop.stop)
-    driver.run_forever()  # returns: our stop() stopped it
+    on_thread(driver.run_forever)  # returns: our stop() stopped it
     loop.detach()
     assert loop.driver is None
     fired = []
