@@ -47,11 +47,12 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from conduit.app.auth import Auth
 from conduit.app.channel import DEFAULT_MAX_PENDING, Channel, ChannelListener, Hub
 from conduit.app.cors import CORS
-from conduit.app.request import Request
+from conduit.app.request import Request, _origin_form
 from conduit.app.static import StaticFiles
 from conduit.errors import HTTPError
 from conduit.http.response import Response, StreamResponse
@@ -160,6 +161,7 @@ class App:
         self._startup_hooks: list = []
         self._shutdown_hooks: list = []
         self._hooks_started = False
+        self._mounts: list = []  # (prefix, ASGIApp), the longest prefix first
 
     # -- channels ----------------------------------------------------------------------
     def channel(self, name: str, history: int = 1000, durable: bool = False,
@@ -290,6 +292,48 @@ class App:
         self.route(route_path, ("GET",))(serve_static)
         if prefix != "/":
             self.route(prefix, ("GET",))(lambda request: files.response(""))
+
+    def mount(self, prefix: str, asgi_app) -> None:
+        """Serve, by the ASGI 3 application ``asgi_app`` (FastAPI, Starlette...), every
+        request under ``prefix`` that no route of this App matches: this App's routes and
+        channels first, the ASGI app for the rest (``""`` or ``"/"``: every other path).
+        The app's ``lifespan`` runs with the server's startup and shutdown; its scope's
+        ``root_path`` is ``prefix`` and ``path`` the full path (as Starlette's Mount). It
+        handles its own CORS: this App's ``cors`` applies to this App's routes.
+
+        >>> from fastapi import FastAPI                 # doctest: +SKIP
+        >>> app = App()
+        >>> api = FastAPI()                             # doctest: +SKIP
+        >>> app.mount("/api", api)                      # doctest: +SKIP
+        """
+        from conduit.server.asgi import ASGIApp
+
+        prefix = prefix.rstrip("/")
+        if prefix and not prefix.startswith("/"):
+            raise ValueError(f"a mount prefix starts with '/', got {prefix!r}")
+        if any(existing == prefix for existing, _ in self._mounts):
+            raise ValueError(f"an app is already mounted at {prefix or '/'!r}")
+        adapter = ASGIApp(asgi_app, root_path=prefix)
+        self._mounts.append((prefix, adapter))
+        self._mounts.sort(key=lambda mount: -len(mount[0]))  # the longest prefix first
+
+        async def lifespan_startup():
+            await adapter.startup(self.loop, self.server)
+
+        async def lifespan_shutdown():
+            stopping = adapter.shutdown()
+            if stopping is not None:
+                await stopping
+
+        lifespan_startup.__qualname__ = f"lifespan of the app mounted at {prefix or '/'!r}"
+        self._startup_hooks.append(lifespan_startup)
+        self._shutdown_hooks.append(lifespan_shutdown)
+
+    def _mounted(self, path: str):
+        for prefix, adapter in self._mounts:
+            if not prefix or path == prefix or path.startswith(prefix + "/"):
+                return adapter
+        return None
 
     def metrics(self, path: str = "/metrics") -> None:
         """Serve Prometheus metrics at ``path`` (GET; see ``conduit.app.metrics``).
@@ -424,6 +468,17 @@ class App:
     def __call__(self, parsed, client):
         """Handle one parsed request: a Response, a StreamResponse or a coroutine."""
         request = None
+        if self._mounts:
+            target = parsed.target
+            if not target.startswith("/"):
+                target = _origin_form(target)
+            path = target.partition("?")[0]
+            if "%" in path:
+                path = unquote(path)
+            if not self._has_path(path):
+                adapter = self._mounted(path)
+                if adapter is not None:  # no route of ours: the mounted ASGI app's
+                    return adapter(parsed, client)
         try:
             request = Request(parsed, client, app=self)
             cors = self.cors

@@ -10,8 +10,9 @@ Debian's Chromium (/usr/bin/chromium, through Playwright), waits until every
 checks it exited with 0.
 
 An example listed in ``PREPARE`` gets some state first: its commands are POSTed before the
-page opens, the page is ready when that entry's ``ready`` function says so, and its
-``click`` selector (if any) is clicked before the picture. The server always runs on a
+page opens, the page is ready when that entry's ``ready`` function says so, its ``fill``
+(selector, text) is typed and its ``click`` selector clicked before the picture, which
+waits for ``after_click`` if given. The server always runs on a
 new, temporary CONDUIT_DATA_DIR, so durable examples start empty and leave nothing behind.
 """
 
@@ -36,6 +37,15 @@ READY = """(minEvents) => {
 
 # Per example (by file stem): requests to make before the page opens, and what "ready" is.
 PREPARE = {
+    # The seed's page shows what arrives live: type, press Save, wait for the event.
+    "fastapi_documents": {
+        "ready": """() => document.getElementById("connection").textContent === "live" """,
+        "fill": ("#doc", "Commands go up as POSTs to FastAPI; events come back from a "
+                         "conduit channel."),
+        "click": "#save",
+        "after_click": """() => document.getElementById("status").textContent
+            .includes("Saved document doc1")""",
+    },
     "dizzy_documents": {
         "posts": [
             ("/command", {"type": "CreateDocument", "data": {
@@ -177,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     page.wait_for_function(READY, arg=args.min_events,
                                            timeout=args.timeout * 1000)
+                if "fill" in setup:
+                    page.fill(*setup["fill"])
                 if "click" in setup:
                     page.click(setup["click"])
+                if "after_click" in setup:
+                    page.wait_for_function(setup["after_click"], timeout=args.timeout * 1000)
                 page.screenshot(path=str(output), full_page=True)
             finally:
                 browser.close()

@@ -379,3 +379,95 @@ def test_a_header_that_would_split_the_response_is_refused(serve, caplog):
         response = httpx.get(server.url, timeout=TIMEOUT)
     assert response.status_code == 500 and "set-cookie" not in response.headers
     assert "invalid response header" in caplog.text
+
+
+# -- App.mount: conduit's routes first, the ASGI app for the rest ----------------------------
+def test_mount_routes_conduit_first_then_the_asgi_app(serve):
+    from conduit import App
+
+    api = fastapi.FastAPI()
+    seen = {}
+
+    @api.get("/items/{n}")  # relative to the mount, as under Starlette's Mount
+    async def item(n: int, request: fastapi.Request):
+        seen["root_path"] = request.scope["root_path"]
+        seen["path"] = request.scope["path"]
+        return {"n": n}
+
+    @api.put("/items/{n}")  # a method no conduit route has
+    async def put_item(n: int):
+        return {"put": n}
+
+    @api.get("/shared")
+    async def shared():
+        return "from fastapi"
+
+    root = fastapi.FastAPI()
+
+    @root.get("/shared")
+    async def root_shared():
+        return "from the root app"
+
+    app = App()
+    news = app.channel("news")
+
+    @app.get("/shared")
+    def conduit_shared(request):
+        return "from conduit"
+
+    @app.get("/events")
+    def events(request):
+        return news.subscribe(request)
+
+    @api.post("/publish")
+    async def publish(body: dict):  # the bridge: a FastAPI route publishes to a channel
+        return {"id": news.publish(body, event="news")}
+
+    app.mount("/api", api)
+    app.mount("", root)  # the longest prefix wins, whatever the order of the mounts
+    with pytest.raises(ValueError, match="already mounted"):
+        app.mount("/api/", api)
+    server = serve(app)
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        assert client.get("/api/items/3").json() == {"n": 3}
+        assert seen == {"root_path": "/api", "path": "/api/items/3"}
+        assert client.put("/api/items/4").json() == {"put": 4}
+        assert client.get("/shared").text == "from conduit"  # ours first
+        assert client.get("/api/shared").json() == "from fastapi"
+        assert client.get("/api/nowhere").json() == {"detail": "Not Found"}  # FastAPI's
+        assert client.get("/elsewhere").json() == {"detail": "Not Found"}  # the root app's
+        with client.stream("GET", "/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith(": subscribed")
+            published = client.post("/api/publish", json={"title": "hello"}).json()["id"]
+            assert next(lines) == ""
+            assert [next(lines), next(lines), next(lines)] == [
+                "event: news", f"id: {published}", 'data: {"title":"hello"}']
+
+
+def test_a_mounted_apps_lifespan_runs_with_the_server(serve):
+    from contextlib import asynccontextmanager
+
+    from conduit import App
+
+    events = []
+
+    @asynccontextmanager
+    async def lifespan(api):
+        events.append("startup")
+        yield {"db": "connected"}
+        events.append("shutdown")
+
+    api = fastapi.FastAPI(lifespan=lifespan)
+
+    @api.get("/db")
+    async def db(request: fastapi.Request):
+        return {"db": request.state.db}
+
+    app = App()
+    app.mount("", api)
+    server = serve(app)
+    assert httpx.get(server.url + "/db", timeout=TIMEOUT).json() == {"db": "connected"}
+    assert events == ["startup"]
+    server.stop()
+    assert events == ["startup", "shutdown"]
