@@ -74,6 +74,12 @@ def conduit_peers() -> list[dict]:
          "app": "bench/apps/conduit_bench.py", "env": {"CONDUIT_EXTENSIONS": "0"}},
         # --workers 2: a supervisor and two workers; CPU and memory are the whole tree's.
         # Not in the default run (name it with --peers): it is compared with conduit.
+        # A FastAPI app mounted on conduit, its routes publishing to a conduit channel
+        # (bench/apps/fastapi_bridge.py): only when named, compared with sse-starlette.
+        {**base, "name": "conduit-fastapi", "label": "FastAPI routes + conduit channel "
+         "(App.mount, compiled)", "cmd": run, "app": "bench/apps/fastapi_bridge.py",
+         "env": {"CONDUIT_EXTENSIONS": "1"}, "supports": ["fanout", "latency"],
+         "optional": True},
         {**base, "name": "conduit-w2", "label": "conduit --workers 2 (compiled)",
          "cmd": run + ["--workers", "2"], "app": "bench/apps/conduit_bench.py",
          "env": {"CONDUIT_EXTENSIONS": "1"}, "workers": 2, "optional": True},

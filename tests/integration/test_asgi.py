@@ -471,3 +471,21 @@ def test_a_mounted_apps_lifespan_runs_with_the_server(serve):
     assert events == ["startup"]
     server.stop()
     assert events == ["startup", "shutdown"]
+
+
+def test_fastapi_native_sse_response(serve):
+    sse = pytest.importorskip("fastapi.sse")
+    app = fastapi.FastAPI()
+
+    @app.get("/native", response_class=sse.EventSourceResponse)
+    async def native():
+        for i in range(3):
+            yield sse.ServerSentEvent(raw_data=str(i), event="n", id=str(i + 1))
+            await asyncio.sleep(0)
+
+    server = serve_asgi(serve, app)
+    with httpx.Client(timeout=TIMEOUT) as client:
+        with client.stream("GET", server.url + "/native") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert data == ["0", "1", "2"]
