@@ -210,7 +210,12 @@ class Server:
             self._wind_down(driver)
             self.loop.close()
             try:
-                driver.run_until_complete(driver.shutdown_asyncgens())
+                # bounded: an async generator whose cleanup awaits forever must not keep
+                # the process from exiting
+                driver.run_until_complete(asyncio.wait_for(driver.shutdown_asyncgens(),
+                                                           WIND_DOWN_SECONDS))
+            except (asyncio.TimeoutError, RuntimeError) as exc:
+                log.warning("async generators not closed at exit: %s", exc or "timed out")
             finally:
                 driver.close()
                 asyncio.set_event_loop(None)

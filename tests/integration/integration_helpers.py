@@ -7,6 +7,7 @@ matters when something is broken.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import re
@@ -122,6 +123,8 @@ class RunningServer:
             if self.thread.is_alive():  # the drain could not finish: force it
                 self.shutdown()
                 self.thread.join(TIMEOUT)
+        if self.thread.is_alive():  # where it is stuck, for the report
+            faulthandler.dump_traceback(all_threads=True)
         assert not self.thread.is_alive(), "the server thread did not stop"
         if self.error is not None:
             raise self.error
