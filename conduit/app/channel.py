@@ -322,6 +322,17 @@ class Hub:
                 channel._pending.clear()
                 channel._complete_after = 0
 
+    def cursor_trouble(self, parsed, channel) -> str | None:
+        """Why ``parsed`` (``parse()`` of a Last-Event-ID or listen cursor) cannot resume
+        ``channel`` (the reason of the reset event), or None when it can. Hub lock held."""
+        if parsed is None:
+            return "malformed-cursor"
+        if parsed[0] != self.epoch:
+            return "unknown-epoch"
+        if parsed[1] < channel.complete_after or parsed[1] > self.seq:
+            return "stale-cursor"
+        return None
+
     def on_loop_thread(self) -> bool:
         return self.loop is None or threading.get_ident() == self.loop_thread
 
@@ -387,15 +398,12 @@ class Hub:
                 if after is None:
                     sources.append((channel, flog.frames(flog.base)))
                     continue
-                if parsed is None:
-                    reason = "malformed-cursor"
-                elif parsed[0] != self.epoch:
-                    reason = "unknown-epoch"
-                elif parsed[1] < channel.complete_after or parsed[1] > self.seq:
-                    reason = "stale-cursor"
-                else:
+                trouble = self.cursor_trouble(parsed, channel)
+                if trouble is None:
+                    assert parsed is not None  # (no trouble: a well-formed cursor)
                     sources.append((channel, flog.frames(flog.offset_after(parsed[1]))))
                     continue
+                reason = trouble
                 stale.append(channel.name)
             replay = [(seq, channel.name, frame) for channel, frames in sources
                       for seq, frame in frames]
@@ -461,15 +469,12 @@ class Hub:
                 if cursor is None:
                     cursors.append((flog, flog.end))
                     continue
-                if parsed is None:
-                    reason = "malformed-cursor"
-                elif parsed[0] != self.epoch:
-                    reason = "unknown-epoch"
-                elif parsed[1] < channel.complete_after or parsed[1] > self.seq:
-                    reason = "stale-cursor"
-                else:
+                trouble = self.cursor_trouble(parsed, channel)
+                if trouble is None:
+                    assert parsed is not None  # (no trouble: a well-formed cursor)
                     cursors.append((flog, flog.offset_after(parsed[1])))
                     continue
+                reason = trouble
                 stale.append(channel.name)
                 cursors.append((flog, flog.end))
             names = ", ".join(channel.name for channel in channels)
