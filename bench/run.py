@@ -112,6 +112,18 @@ def all_peers() -> list[dict]:
     return peers + registry.peers(ROOT)
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds of these processes so far (from /proc; gone ones: 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 class Running:
     """One started peer process."""
 
@@ -181,14 +193,7 @@ class Running:
         return [self.pid, *map(int, children)]
 
     def cpu(self) -> float:
-        total = 0.0
-        for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-        return total
+        return cpu_seconds(self.pids())
 
     def rss_bytes(self) -> int:
         total = 0

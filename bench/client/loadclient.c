@@ -1659,6 +1659,27 @@ static double percentile_ms(uint64_t n, double p, uint64_t limit)
     return select_kth(g_samples, limit, k) / 1e4;
 }
 
+/* The p50/p90/p99/max JSON members of the samples taken (latency and ticks modes). */
+static void print_percentiles(void)
+{
+    uint64_t n = g_nsamples;
+    if (n) {
+        double p99 = percentile_ms(n, 99, n);
+        uint64_t k99 = (uint64_t)ceil(0.99 * (double)n);
+        double p90 = percentile_ms(n, 90, k99 ? k99 : 1);
+        uint64_t k90 = (uint64_t)ceil(0.90 * (double)n);
+        double p50 = percentile_ms(n, 50, k90 ? k90 : 1);
+        uint32_t max = 0;
+        for (uint64_t i = 0; i < n; i++)
+            if (g_samples[i] > max)
+                max = g_samples[i];
+        printf("\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, ",
+               p50, p90, p99, max / 1e4);
+    } else {
+        printf("\"p50_ms\": null, \"p90_ms\": null, \"p99_ms\": null, \"max_ms\": null, ");
+    }
+}
+
 static int mode_latency(void)
 {
     int64_t t1 = 0;
@@ -1721,22 +1742,7 @@ static int mode_latency(void)
              g_received, g_lat_expected);
     printf("{\"subscribers\": %d, \"slow\": %d, \"published\": %" PRIu64
            ", \"received\": %" PRIu64 ", ", G.nsubs, slow, G.pub_ok, g_received);
-    uint64_t n = g_nsamples;
-    if (n) {
-        double p99 = percentile_ms(n, 99, n);
-        uint64_t k99 = (uint64_t)ceil(0.99 * (double)n);
-        double p90 = percentile_ms(n, 90, k99 ? k99 : 1);
-        uint64_t k90 = (uint64_t)ceil(0.90 * (double)n);
-        double p50 = percentile_ms(n, 50, k90 ? k90 : 1);
-        uint32_t max = 0;
-        for (uint64_t i = 0; i < n; i++)
-            if (g_samples[i] > max)
-                max = g_samples[i];
-        printf("\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, ",
-               p50, p90, p99, max / 1e4);
-    } else {
-        printf("\"p50_ms\": null, \"p90_ms\": null, \"p99_ms\": null, \"max_ms\": null, ");
-    }
+    print_percentiles();
     printf("\"missing\": %" PRIu64 ", \"unparsed\": %" PRIu64 ", \"seconds\": %.6f, "
            "\"cpu_seconds\": %.6f, \"cpu_seconds_total\": %.6f",
            missing, g_unparsed, g_lat_t0 ? (t1 - g_lat_t0) / 1e9 : 0.0,
@@ -1782,22 +1788,7 @@ static int mode_ticks(void)
              expected, g_unparsed);
     printf("{\"subscribers\": %d, \"events_per_stream\": %" PRIu64 ", \"received\": %" PRIu64
            ", ", G.nsubs, g_ticks_per, g_received);
-    uint64_t n = g_nsamples;
-    if (n) {
-        double p99 = percentile_ms(n, 99, n);
-        uint64_t k99 = (uint64_t)ceil(0.99 * (double)n);
-        double p90 = percentile_ms(n, 90, k99 ? k99 : 1);
-        uint64_t k90 = (uint64_t)ceil(0.90 * (double)n);
-        double p50 = percentile_ms(n, 50, k90 ? k90 : 1);
-        uint32_t max = 0;
-        for (uint64_t i = 0; i < n; i++)
-            if (g_samples[i] > max)
-                max = g_samples[i];
-        printf("\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, ",
-               p50, p90, p99, max / 1e4);
-    } else {
-        printf("\"p50_ms\": null, \"p90_ms\": null, \"p99_ms\": null, \"max_ms\": null, ");
-    }
+    print_percentiles();
     printf("\"missing\": %" PRIu64 ", \"unparsed\": %" PRIu64 ", \"seconds\": %.6f, "
            "\"cpu_seconds\": %.6f", missing, g_unparsed, (t1 - t0) / 1e9, cpu1 - cpu0);
     return json_end();

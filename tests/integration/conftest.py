@@ -67,3 +67,19 @@ def server_log(caplog):
     """caplog, capturing the conduit.server logger at INFO and above."""
     caplog.set_level(logging.INFO, logger="conduit.server")
     return caplog
+
+
+# The asyncio loops a server can run on (Config.loop): asyncio's own, and uvloop when the
+# optional extra is installed. ``loop_kind`` runs a test on each.
+LOOPS = ["asyncio"]
+try:
+    import uvloop  # noqa: F401
+
+    LOOPS.append("uvloop")
+except ImportError:  # an optional extra: the asyncio runs still cover everything
+    pass
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request):
+    return request.param

@@ -20,19 +20,6 @@ from integration_helpers import TIMEOUT, RawClient, wait_for
 import conduit
 from conduit import App, SSEEvent
 
-LOOPS = ["asyncio"]
-try:
-    import uvloop  # noqa: F401
-
-    LOOPS.append("uvloop")
-except ImportError:  # an optional extra: the asyncio runs still cover everything
-    pass
-
-
-@pytest.fixture(params=LOOPS)
-def loop_kind(request):
-    return request.param
-
 
 def sse_events(text: str) -> list:
     """(event, data) of every event in an event-stream body."""

@@ -31,19 +31,6 @@ from integration_helpers import (
 
 from conduit import App, ChannelEvent, SSEEvent
 
-LOOPS = ["asyncio"]
-try:
-    import uvloop  # noqa: F401
-
-    LOOPS.append("uvloop")
-except ImportError:  # an optional extra: the asyncio runs still cover everything
-    pass
-
-
-@pytest.fixture(params=LOOPS)
-def loop_kind(request):
-    return request.param
-
 
 def listen_app(history: int = 1000):
     """An app with two channels and ``GET /listen?ch=..&after=..&n=..``: the listener's
