@@ -234,6 +234,9 @@ def run_command(args) -> int:
         log.error("%s", exc.strerror)
         return EXIT_STARTUP_FAILED
     if link is not None:
+        # From "ready" on the supervisor may send SIGTERM (a stop, a rolling restart): it
+        # must drain this worker even before run() has started, not kill it.
+        server.catch_signals()
         link.ready(server)
     from conduit.app.broker import BrokerUnavailable
 

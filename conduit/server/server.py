@@ -132,6 +132,7 @@ class Server:
         self._drain_deadline: float | None = None
         self._started = False
         self._loop_stopped = False
+        self._previous_handlers: dict = {}  # signum -> the handler before ours
 
     # -- lifecycle ---------------------------------------------------------------------
     def bind(self) -> tuple:
@@ -170,10 +171,8 @@ class Server:
             log.info("conduit running on http://%s:%d (Press CTRL+C to quit)", shown, port)
         else:  # the supervisor says "conduit running on" once every worker is up
             log.info("worker %d listening on http://%s:%d", self.worker, shown, port)
-        previous = {}
         if install_signals:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, self._on_signal)
+            self.catch_signals()
         self.started_at = self.loop.time()
         try:
             startup = getattr(self.app, "startup", None)
@@ -191,8 +190,9 @@ class Server:
             driver.run_forever()
         finally:
             gc.unfreeze()  # (a process that serves again, as the tests do, collects it all)
-            for signum, handler in previous.items():
+            for signum, handler in self._previous_handlers.items():
                 signal.signal(signum, handler)
+            self._previous_handlers.clear()
             self._loop_stopped = True
             for conn in list(self.connections):
                 conn.transport.abort()
@@ -247,6 +247,16 @@ class Server:
         if not self._loop_stopped:
             self._loop_stopped = True
             self.loop.stop()
+
+    def catch_signals(self) -> None:
+        """SIGINT and SIGTERM drain this server from now on (``run()`` restores the handlers
+        it replaced when it returns). A worker calls this before it tells the supervisor it
+        is ready: a SIGTERM that comes after "ready" but before ``run()`` has started must
+        drain the worker, not kill it (signal.SIG_DFL). A signal caught before the loop runs
+        is handled on its first turn."""
+        if not self._previous_handlers:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
         # Runs in the main thread between bytecodes; hand over to the loop.

@@ -11,6 +11,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -264,3 +266,39 @@ def post_json_text(address, text: str) -> str:
                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
     assert resp.status == 200, resp
     return json.loads(resp.body)["id"]
+
+
+EARLY_SIGNAL = '''
+import logging
+import os
+import signal
+import sys
+
+from conduit import App
+from conduit.config import Config
+from conduit.server.server import Server
+
+logging.basicConfig(level=logging.INFO)
+app = App()
+started = []
+app.on_startup(lambda: started.append(True))
+server = Server(app, Config(host="127.0.0.1", port=0, access_log=False))
+server.bind()
+server.catch_signals()  # as a worker does before it says "ready" to its supervisor
+os.kill(os.getpid(), signal.SIGTERM)  # the supervisor's stop, before run() has begun
+code = server.run()
+print("exit", code, "started", started, flush=True)
+sys.exit(code)
+'''
+
+
+def test_a_sigterm_caught_before_run_drains_instead_of_killing(tmp_path):
+    # A worker of --workers says "ready" before run() installs anything: a SIGTERM in
+    # between killed it (SIG_DFL), and the supervisor exited 1 (seen in CI).
+    script = tmp_path / "early.py"
+    script.write_text(EARLY_SIGNAL)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert "exit 0 started [True]" in done.stdout
+    assert "SIGTERM: shutting down" in done.stderr
