@@ -65,6 +65,8 @@ _HELP = {
     "loop": "the asyncio event loop handlers run on: uvloop (pip install "
             "'conduit-sse[uvloop]'), asyncio, or auto = uvloop when installed "
             "(default: %(default)s)",
+    "gc_threshold": "the cyclic garbage collector's first threshold while serving; "
+                    "0 = Python's own (default: %(default)s)",
     "thread_pool_size": "threads for blocking work (conduit.to_thread, asyncio.to_thread, "
                         "run_in_executor(None)) (default: %(default)s)",
 }

@@ -84,6 +84,14 @@ def _all(root: Path) -> list[dict]:
          "first_comment": ": hi", "chunked": False,
          "publish_path": "/pub", "publish_each": True,
          "event_fields": ["event", "id", "data"]},
+        # The floor of the ticks scenario (no HTTP framework: see its docstring).
+        {**common, "name": "asyncio-floor",
+         "label": "asyncio floor (uvloop Protocol, one write per event, no HTTP stack)",
+         "python": venv_python,
+         "cmd": ["{python}", str(peers_dir / "asyncio_floor" / "server.py"),
+                 "--port", "{port}"],
+         "supports": ["ticks"],
+         "event_fields": ["event", "data"]},
     ]
 
 

@@ -4,11 +4,13 @@ statuses, options, logging."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -280,3 +282,31 @@ def test_options_reach_the_server(conduit_process, example):
         assert c.read_chunk()[1] == b": ping\n\n"
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
+
+
+GC_APP = '''
+import gc
+
+from conduit import App
+
+app = App()
+
+
+@app.get("/gc")
+def thresholds(request):
+    return {"thresholds": list(gc.get_threshold()), "frozen": gc.get_freeze_count() > 0}
+'''
+
+
+@pytest.mark.parametrize(("args", "first"), [((), 10_000), (("--gc-threshold", "2500"), 2500),
+                                             (("--gc-threshold", "0"), None)])
+def test_gc_threshold_is_set_while_serving(conduit_process, app_file, args, first):
+    # Python's own thresholds (700 first up to 3.12; 2000 from 3.13), from a fresh
+    # interpreter like the server's: --gc-threshold 0 must leave them as they are.
+    own = json.loads(subprocess.run(
+        [sys.executable, "-c", "import gc, json; print(json.dumps(gc.get_threshold()))"],
+        capture_output=True, text=True, check=True).stdout)
+    expected = own if first is None else [first, *own[1:]]
+    proc = conduit_process(app_file(GC_APP), "--no-access-log", *args)
+    body = json.loads(get_ok(proc.address, "/gc").body)
+    assert body == {"thresholds": expected, "frozen": True}
