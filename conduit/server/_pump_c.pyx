@@ -24,6 +24,7 @@ How this twin is fast
 """
 
 cimport cython
+from cpython.ref cimport PyObject, Py_DECREF
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, realloc
 from conduit.server._clock cimport monotonic
@@ -42,6 +43,18 @@ from conduit.server._pump_py import HEARTBEAT, LAST_CHUNK, to_frame
 log = logging.getLogger("conduit.server")
 
 __all__ = ["Stream", "to_frame"]
+
+cdef extern from *:
+    """
+    /* PyIter_Send (3.10+) as 0 (the awaitable returned: *out is its value), 1 (it
+       yielded: *out is what the Task waits on) or -1 (an exception is set). */
+    static int conduit_iter_send(PyObject *iter, PyObject *arg, PyObject **out) {
+        PySendResult r = PyIter_Send(iter, arg, out);
+        return r == PYGEN_ERROR ? -1 : (r == PYGEN_RETURN ? 0 : 1);
+    }
+    """
+    int _send "conduit_iter_send" (object iter, object arg, PyObject** out) except -1
+
 
 DEF HEAD_ROOM = 18  # 16 hex digits + CRLF: room for any chunk-size line
 
@@ -217,6 +230,7 @@ cdef class Stream:
             self.loop.call_soon(self._pull)
 
     cdef object _advance(self, object value, object exc):
+        cdef PyObject* out
         # One step of the asyncio Task of an async-generator stream (_pump_py rules 7-9):
         # returns what the Task waits on next, raises StopIteration (over) or
         # CancelledError (cancelled).
@@ -241,8 +255,24 @@ cdef class Stream:
                     return None
                 aw = self._aw = agen.asend(None)
             try:
-                awaited = aw.send(value) if exc is None else aw.throw(exc)
-            except StopIteration as item:
+                if exc is None:
+                    # PERF: PyIter_Send hands back the yielded item as a return value: no
+                    # StopIteration instance, no traceback (aw.send() raised one for every
+                    # event, and Cython's except recorded a frame for it).
+                    out = NULL
+                    if _send(aw, value, &out) == 0:
+                        item = <object>out
+                        Py_DECREF(item)
+                        self._aw = None
+                        value = None
+                        if not self.done:
+                            self._add_item(item)
+                        continue
+                    awaited = <object>out
+                    Py_DECREF(awaited)
+                else:
+                    awaited = aw.throw(exc)
+            except StopIteration as item:  # from throw(): the generator yielded an item
                 self._aw = None
                 value = exc = None
                 if not self.done:
