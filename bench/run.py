@@ -63,7 +63,8 @@ def free_port() -> int:
 
 
 def conduit_peers() -> list[dict]:
-    base = {"supports": ["stream", "fanout", "latency", "idle", "hold", "slow", "ticks"],
+    base = {"supports": ["stream", "fanout", "latency", "idle", "hold", "slow", "ticks",
+                         "shape", "streams"],
             "ready": "/count?n=1", "sub_path": "/events", "pub_path": "/pub"}
     run = [sys.executable, "-m", "conduit", "run", "{app}", "--port", "{port}",
            "--no-access-log", "--max-connections", "20000", "--log-level", "warning"]
@@ -95,8 +96,10 @@ def baseline_peer(tree: Path) -> dict:
                             capture_output=True, text=True).stdout.strip() or "?"
     conduit = conduit_peers()[0]
     app = tree / "bench" / "apps" / "conduit_bench.py"
+    source = app.read_text()
     supports = [s for s in conduit["supports"]
-                if s != "ticks" or "/ticks" in app.read_text()]
+                if (s != "ticks" or "/ticks" in source)
+                and (s not in ("shape", "streams") or "/shape" in source)]
     return {**conduit, "name": "conduit-base", "label": f"conduit at {commit} (baseline)",
             "app": str(app), "cwd": str(tree), "supports": supports,
             "env": {"CONDUIT_EXTENSIONS": "1", "PYTHONPATH": str(tree)}}
@@ -270,7 +273,7 @@ class Scenario:
 SHORT_STREAM_SECONDS = 2.0
 
 
-def stream_scenario(n: int, streams: int = 1):
+def stream_scenario(n: int, streams: int = 1, path: str = "/count?n={n}"):
     """One run: a warm-up stream of at most 10,000 events (not counted), then ``streams``
     streams of n events back to back, each on a new connection; the figure is the median
     stream's rate. A stream the warm-up predicts to last over SHORT_STREAM_SECONDS is run
@@ -278,7 +281,7 @@ def stream_scenario(n: int, streams: int = 1):
     lasts a few milliseconds on a fast server: one alone measures the scheduler more than
     the server)."""
     def one(server: Running, events: int = n) -> dict:
-        return client("stream", "--port", server.port, "--path", f"/count?n={events}",
+        return client("stream", "--port", server.port, "--path", path.format(n=events),
                       "--expect", events, "--timeout", 600)
 
     def run(server: Running, sizes) -> dict:
@@ -398,6 +401,46 @@ def ticks_scenario(subscribers: int, rate: int, seconds: float):
     return run
 
 
+def streams_scenario(streams: int, events: int, kind: str = "seed"):
+    """``streams`` streams of ``events`` events of the seed shape at once: the aggregate
+    events/s from the first connect until the last stream ended, and the server's CPU."""
+    def run(server: Running, sizes) -> dict:
+        result = measured(server, lambda: client(
+            "streams", "--port", server.port, "--subscribers", streams, "--events", events,
+            "--sub-path", f"/shape?kind={kind}&n={events}", "--timeout", 600))
+        result["value"] = result["events"] / result["seconds"]
+        return result
+
+    return run
+
+
+# The shapes users write (GET /shape?kind=K on every peer that has it; bench/apps/
+# conduit_bench.py has the Python of each).
+SHAPES = (
+    ("seed", 'SSEEvent(data=f"token {i}", event="token", id=str(i))'),
+    ("fstring", 'SSEEvent(data=f"Current time: {time.time()}", event="time", id=str(i))'),
+    ("json", 'SSEEvent(data={"i": i, "token": "hello", "done": False}, event="json", '
+             'id=str(i))'),
+    ("async", "the seed shape from an async generator that awaits asyncio.sleep(0) every "
+              "100 events"),
+)
+
+
+def shape_scenarios(smoke: bool, n_large: int) -> list:
+    found = []
+    for kind, code in SHAPES:
+        for n, label, repeat in ((10_000 if not smoke else 1000, "10k", 9),
+                                 (n_large, "1m", 3)):
+            found.append(Scenario(
+                f"shape_{kind}_{label}", f"{n:,}-event stream, {kind} shape", "events/s",
+                "shape", stream_scenario(n, 1 if smoke else repeat,
+                                         f"/shape?kind={kind}&n={{n}}"),
+                note=f"Each event as users write it: `{code}` (each peer in its own idiom: "
+                     "bench/peers/README.md). Runs as in the "
+                     f"{'10,000' if label == '10k' else f'{n_large:,}'}-event stream."))
+    return found
+
+
 def hold_scenario(subscribers: int):
     def run(server: Running, sizes) -> dict:
         peer = server.peer
@@ -455,6 +498,14 @@ def scenarios(mode: str) -> list[Scenario]:
                       "generator awaiting asyncio.sleep until each event is due); latency is "
                       "from the time the event was due to the time the client could read "
                       "it. The server's CPU is in the full table."),
+        *shape_scenarios(smoke, n_large),
+        Scenario("streams_1000", f"{1000 if not smoke else 20} streams of "
+                 f"{1000 if not smoke else 100} events at once (seed shape)", "events/s",
+                 "streams", streams_scenario(1000 if not smoke else 20,
+                                             1000 if not smoke else 100),
+                 note="Every stream opened at once, each read as fast as the server sends; "
+                      "aggregate events/s from the first connect to the end of the last "
+                      "stream. The server's CPU is in the full table."),
         Scenario("hold_10000", f"{10000 if not smoke else 100} subscribers held, one "
                  "broadcast delivered to all", "delivered", "hold",
                  hold_scenario(10_000 if not smoke else 100)),

@@ -6,6 +6,12 @@ POST /publish?n=M&size=B   publish M events of B bytes
 POST /pub          publish the body as one event
 GET /ticks?n=N&rate=R   N events paced by an asyncio producer at R events/s; each event's
                    data is the time.monotonic_ns() it was due at (the load client's clock)
+GET /shape?kind=K&n=N   N events of the shapes users write (every peer has the same four):
+                   seed     data f"token {i}", event "token", str id (the seed's AI tokens)
+                   fstring  data f"Current time: {time.time()}", event "time", str id
+                   json     data a small dict (JSON), event "json", str id
+                   async    the seed shape from an async generator that awaits
+                            asyncio.sleep(0) every 100 events
 """
 
 import asyncio
@@ -43,6 +49,40 @@ def publish(request):
 @app.post("/pub")
 def pub(request):
     return {"id": broadcast.publish(request.body.decode("utf-8"), event="bench")}
+
+
+@app.get("/shape")
+def shape(request):
+    n = int(request.query.get("n", "10000"))
+    kind = request.query.get("kind", "seed")
+    if kind == "async":
+        return shape_async(n)
+    return SHAPES[kind](n)
+
+
+def shape_seed(n):
+    for i in range(1, n + 1):
+        yield SSEEvent(data=f"token {i}", event="token", id=str(i))
+
+
+def shape_fstring(n):
+    for i in range(1, n + 1):
+        yield SSEEvent(data=f"Current time: {time.time()}", event="time", id=str(i))
+
+
+def shape_json(n):
+    for i in range(1, n + 1):
+        yield SSEEvent(data={"i": i, "token": "hello", "done": False}, event="json", id=str(i))
+
+
+async def shape_async(n):
+    for i in range(1, n + 1):
+        if i % 100 == 0:
+            await asyncio.sleep(0)
+        yield SSEEvent(data=f"token {i}", event="token", id=str(i))
+
+
+SHAPES = {"seed": shape_seed, "fstring": shape_fstring, "json": shape_json}
 
 
 @app.get("/ticks")

@@ -93,6 +93,12 @@ static const char USAGE[] =
 "      received, p50_ms, p90_ms, p99_ms, max_ms, missing, unparsed, seconds,\n"
 "      cpu_seconds}; exit 1 if a stream ends early or events are missing.\n"
 "\n"
+"  streams --port P --subscribers S --events N --sub-path PATH [--timeout S=120]\n"
+"      S streams of PATH at once, each a stream of N events that then ends, read as fast\n"
+"      as the server sends them; the clock runs from the first connect until every stream\n"
+"      has ended. -> {subscribers, events_per_stream, events, seconds, cpu_seconds}; exit\n"
+"      1 if a stream ends early or the events do not add up to S x N.\n"
+"\n"
 "  hold    --port P --subscribers S [--seconds T=0] [--sub-path /events]\n"
 "          [--then-publish-path PATH] [--then-events N=1] [--publish-port P2]\n"
 "          [--registered-after-ms X=0] [--timeout S=60]\n"
@@ -726,9 +732,10 @@ static int http_complete_at_eof(const http_t *h)
 /* ------------------------------------------------------------------------------------ */
 /* options                                                                              */
 
-enum { M_STREAM = 1, M_FANOUT = 2, M_LATENCY = 4, M_HOLD = 8, M_COUNT = 16, M_TICKS = 32 };
-#define M_NET (M_STREAM | M_FANOUT | M_LATENCY | M_HOLD | M_TICKS)
-#define M_SUBS (M_FANOUT | M_LATENCY | M_HOLD | M_TICKS)
+enum { M_STREAM = 1, M_FANOUT = 2, M_LATENCY = 4, M_HOLD = 8, M_COUNT = 16, M_TICKS = 32,
+       M_STREAMS = 64 };
+#define M_NET (M_STREAM | M_FANOUT | M_LATENCY | M_HOLD | M_TICKS | M_STREAMS)
+#define M_SUBS (M_FANOUT | M_LATENCY | M_HOLD | M_TICKS | M_STREAMS)
 
 static struct {
     const char *host, *path, *sub_path, *publish_path, *publish_body, *pub_path;
@@ -759,7 +766,7 @@ static const opt_t OPTIONS[] = {
     {"--rcvbuf", M_STREAM, 0, &O.rcvbuf, NULL},
     {"--subscribers", M_SUBS, 0, &O.subscribers, NULL},
     {"--sub-path", M_SUBS, 1, &O.sub_path, NULL},
-    {"--events", M_FANOUT | M_TICKS, 0, &O.events, NULL},
+    {"--events", M_FANOUT | M_TICKS | M_STREAMS, 0, &O.events, NULL},
     {"--size", M_FANOUT, 0, &O.size, NULL},
     {"--publish-path", M_FANOUT, 1, &O.publish_path, NULL},
     {"--publish-port", M_FANOUT | M_HOLD, 0, &O.publish_port, NULL},
@@ -1349,7 +1356,8 @@ static int open_subscribers(int slow)
         G.subs[i].fd = -1;
         G.subs[i].kind = K_SUB;
         G.subs[i].slow = i < slow;
-        G.subs[i].capture = g_ticks_per > 0; /* ticks: sampled from the first event on */
+        /* ticks: sampled from the first event on (streams: counted only) */
+        G.subs[i].capture = g_ticks_per > 0 && G.mode == M_TICKS;
         sse_init(&G.subs[i].sse);
     }
     if (!O.sub_path)
@@ -1794,6 +1802,38 @@ static int mode_ticks(void)
     return json_end();
 }
 
+/* streams: S concurrent streams of N events each, as fast as the server sends them */
+static int mode_streams(void)
+{
+    int64_t t0 = now_ns();
+    double cpu0 = cpu_now();
+    uint64_t expected = 0, total = 0;
+    if (!is_int(O.events) || O.events < 1 || !is_int(O.subscribers) || O.subscribers < 1) {
+        fail("--events and --subscribers must be integers >= 1");
+    } else if (!O.sub_path) {
+        fail("--sub-path is required (a stream of --events events that ends)");
+    } else {
+        g_ticks_per = (uint64_t)O.events;
+        expected = (uint64_t)O.subscribers * g_ticks_per;
+    }
+    if (!g_error[0] && net_setup() == 0 && open_subscribers(0) == 0) {
+        double limit = O.have_timeout ? O.timeout : 120;
+        int r = pump(until_all_closed, now_ns() + (int64_t)(limit * 1e9));
+        if (r == PUMP_TIMEOUT)
+            fail("timed out after %.0f s: %d of %d streams ended", limit, G.closed, G.nsubs);
+    }
+    int64_t t1 = now_ns();
+    double cpu1 = cpu_now();
+    for (int i = 0; i < G.nsubs; i++)
+        total += G.subs[i].sse.events;
+    if (!g_error[0] && total != expected)
+        fail("%" PRIu64 " events received, %" PRIu64 " expected", total, expected);
+    printf("{\"subscribers\": %d, \"events_per_stream\": %" PRIu64 ", \"events\": %" PRIu64
+           ", \"seconds\": %.6f, \"cpu_seconds\": %.6f", G.nsubs, g_ticks_per, total,
+           (t1 - t0) / 1e9, cpu1 - cpu0);
+    return json_end();
+}
+
 static int mode_hold(void)
 {
     int64_t start = now_ns();
@@ -1893,6 +1933,7 @@ int main(int argc, char **argv)
         {"stream", M_STREAM, mode_stream}, {"fanout", M_FANOUT, mode_fanout},
         {"latency", M_LATENCY, mode_latency}, {"hold", M_HOLD, mode_hold},
         {"count", M_COUNT, mode_count}, {"ticks", M_TICKS, mode_ticks},
+        {"streams", M_STREAMS, mode_streams},
     };
     for (size_t i = 0; i < sizeof MODES / sizeof MODES[0]; i++) {
         if (strcmp(argv[1], MODES[i].name) != 0)
@@ -1903,5 +1944,6 @@ int main(int argc, char **argv)
         G.mode = MODES[i].mode;
         return MODES[i].run();
     }
-    return usage_error("unknown mode \"%s\" (stream, fanout, latency, hold, count, ticks)", argv[1]);
+    return usage_error("unknown mode \"%s\" (stream, fanout, latency, hold, count, ticks, "
+                       "streams)", argv[1]);
 }

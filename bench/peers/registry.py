@@ -13,7 +13,8 @@ python           the interpreter for {python} (bench/.venv-peers/bin/python for 
 ready            a GET path that answers "HTTP/1.1 200" once the peer serves
 supports         scenarios it takes part in: stream, fanout, latency, slow, idle, hold, and
                  ticks (GET /ticks?n=N&rate=R: a stream paced by an asyncio producer; only
-                 the Python peers, whose idiom it is)
+                 the Python peers, whose idiom it is), shape (GET /shape?kind=K&n=N: the
+                 event shapes users write) and streams (many /shape streams at once)
 sub_path         GET path of the broadcast subscription
 sub_headers      headers a subscriber must send (nchan answers 403 without
                  "Accept: text/event-stream"; harmless for the others, so send it always)
@@ -54,27 +55,30 @@ def _all(root: Path) -> list[dict]:
     return [
         {**common, "name": "reference", "label": "C reference (epoll, 1 thread)",
          "cmd": [str(peers_dir / "reference" / "server"), "--port", "{port}"],
+         "supports": [*ALL_SCENARIOS, "shape", "streams"],
          "event_fields": ["event", "id", "data"]},
         {**common, "name": "fastapi-sse-starlette",
          "label": "FastAPI + sse-starlette (uvicorn, uvloop, httptools)",
          "python": venv_python,
          "cmd": ["{python}", str(peers_dir / "fastapi_sse_starlette" / "app.py"),
                  "--port", "{port}"],
-         "supports": [*ALL_SCENARIOS, "ticks"],
+         "supports": [*ALL_SCENARIOS, "ticks", "shape", "streams"],
          "event_fields": ["id", "event", "data"]},
         {**common, "name": "fastapi-native",
          "label": "FastAPI native SSE (fastapi.sse.EventSourceResponse, uvicorn)",
          "python": venv_python,
          "cmd": ["{python}", str(peers_dir / "fastapi_native" / "app.py"), "--port", "{port}"],
+         "supports": [*ALL_SCENARIOS, "shape", "streams"],
          "event_fields": ["event", "data", "id"]},
         {**common, "name": "aiohttp-sse", "label": "aiohttp + aiohttp-sse",
          "python": venv_python,
          "cmd": ["{python}", str(peers_dir / "aiohttp_sse" / "app.py"), "--port", "{port}"],
-         "supports": [*ALL_SCENARIOS, "ticks"],
+         "supports": [*ALL_SCENARIOS, "ticks", "shape", "streams"],
          "event_fields": ["id", "event", "data"]},
         {**common, "name": "node", "label": "Node.js http (built-in)",
          "cmd": [shutil.which("node") or "node", str(peers_dir / "node" / "server.js"),
                  "--port", "{port}"],
+         "supports": [*ALL_SCENARIOS, "shape", "streams"],
          "event_fields": ["event", "id", "data"]},
         {**common, "name": "nginx-nchan", "label": "nginx + nchan (1 worker)",
          "python": sys.executable,

@@ -8,6 +8,9 @@ POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
 POST /pub                 publish the body as one event
 GET /ticks?n=N&rate=R     N events paced by an asyncio producer at R events/s (data: the
                           time.monotonic_ns() each was due at)
+GET /shape?kind=K&n=N     N events of the shapes users write (bench/apps/conduit_bench.py):
+                          seed, fstring, json (json.dumps of a small dict), async (seed, with
+                          await asyncio.sleep(0) every 100 events)
 
 Broadcast: a list of per-subscriber asyncio.Queue objects. sep="\n" so the bytes match the
 other peers (aiohttp-sse's default separator is "\r\n"). handler_cancellation=True so that a
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import time
 
 from aiohttp import web
@@ -42,6 +46,25 @@ async def count(request: web.Request) -> web.StreamResponse:
     async with sse_response(request, sep="\n") as resp:
         for i in range(1, n + 1):
             await resp.send(str(i), id=str(i), event="counter")
+    return resp
+
+
+async def shape(request: web.Request) -> web.StreamResponse:
+    n = int(request.query.get("n", "10000"))
+    kind = request.query.get("kind", "seed")
+    async with sse_response(request, sep="\n") as resp:
+        for i in range(1, n + 1):
+            if kind == "seed":
+                await resp.send(f"token {i}", id=str(i), event="token")
+            elif kind == "fstring":
+                await resp.send(f"Current time: {time.time()}", id=str(i), event="time")
+            elif kind == "json":
+                await resp.send(json.dumps({"i": i, "token": "hello", "done": False}),
+                                id=str(i), event="json")
+            else:
+                if i % 100 == 0:
+                    await asyncio.sleep(0)
+                await resp.send(f"token {i}", id=str(i), event="token")
     return resp
 
 
@@ -90,6 +113,7 @@ def make_app() -> web.Application:
     app.router.add_get("/count", count)
     app.router.add_get("/events", events)
     app.router.add_get("/ticks", ticks)
+    app.router.add_get("/shape", shape)
     app.router.add_post("/publish", publish)
     app.router.add_post("/pub", pub)
     return app

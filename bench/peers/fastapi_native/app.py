@@ -10,6 +10,9 @@ GET /count?n=N            N events (event counter, id i, data i), then the strea
 GET /events               subscribe (": subscribed" once registered)
 POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
 POST /pub                 publish the body as one event
+GET /shape?kind=K&n=N     N events of the shapes users write (bench/apps/conduit_bench.py):
+                          seed, fstring, json (ServerSentEvent(data=dict): FastAPI encodes
+                          it), async (seed, with await asyncio.sleep(0) every 100 events)
 
 Broadcast: a list of per-subscriber asyncio.Queue objects, as in fastapi_sse_starlette.
 ``raw_data`` is used rather than ``data`` because ``data`` is always JSON-encoded
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterable
 
 import uvicorn
@@ -44,6 +48,23 @@ def publish_one(data: str) -> int:
 async def count(n: int = 10000) -> AsyncIterable[ServerSentEvent]:
     for i in range(1, n + 1):
         yield ServerSentEvent(raw_data=str(i), event="counter", id=str(i))
+
+
+@app.get("/shape", response_class=EventSourceResponse)
+async def shape(kind: str = "seed", n: int = 10000) -> AsyncIterable[ServerSentEvent]:
+    for i in range(1, n + 1):
+        if kind == "seed":
+            yield ServerSentEvent(raw_data=f"token {i}", event="token", id=str(i))
+        elif kind == "fstring":
+            yield ServerSentEvent(raw_data=f"Current time: {time.time()}", event="time",
+                                  id=str(i))
+        elif kind == "json":
+            yield ServerSentEvent(data={"i": i, "token": "hello", "done": False},
+                                  event="json", id=str(i))
+        else:
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+            yield ServerSentEvent(raw_data=f"token {i}", event="token", id=str(i))
 
 
 @app.get("/events", response_class=EventSourceResponse)

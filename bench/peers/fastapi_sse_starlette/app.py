@@ -8,6 +8,9 @@ POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
 POST /pub                 publish the body as one event
 GET /ticks?n=N&rate=R     N events paced by an asyncio producer at R events/s (data: the
                           time.monotonic_ns() each was due at)
+GET /shape?kind=K&n=N     N events of the shapes users write (bench/apps/conduit_bench.py):
+                          seed, fstring, json (json.dumps of a small dict), async (seed, with
+                          await asyncio.sleep(0) every 100 events)
 
 The broadcast is the idiomatic one: a list of per-subscriber asyncio.Queue objects; a publish
 puts every event on every queue, and each subscriber's generator yields what its queue gets.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import time
 
 import uvicorn
@@ -46,6 +50,31 @@ async def count(n: int = 10000):
             yield {"event": "counter", "id": str(i), "data": str(i)}
 
     return EventSourceResponse(events(), sep="\n")
+
+
+@app.get("/shape")
+async def shape(kind: str = "seed", n: int = 10000):
+    async def seed():
+        for i in range(1, n + 1):
+            yield {"event": "token", "id": str(i), "data": f"token {i}"}
+
+    async def fstring():
+        for i in range(1, n + 1):
+            yield {"event": "time", "id": str(i), "data": f"Current time: {time.time()}"}
+
+    async def as_json():
+        for i in range(1, n + 1):
+            yield {"event": "json", "id": str(i),
+                   "data": json.dumps({"i": i, "token": "hello", "done": False})}
+
+    async def with_awaits():
+        for i in range(1, n + 1):
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+            yield {"event": "token", "id": str(i), "data": f"token {i}"}
+
+    source = {"seed": seed, "fstring": fstring, "json": as_json, "async": with_awaits}[kind]
+    return EventSourceResponse(source(), sep="\n")
 
 
 @app.get("/ticks")

@@ -6,6 +6,10 @@
 // GET /events               subscribe (": subscribed" once registered)
 // POST /publish?n=M&size=B  publish M events of B bytes ("x" * B, event bench)
 // POST /pub                 publish the body as one event
+// GET /shape?kind=K&n=N     N events of the shapes users write (bench/apps/conduit_bench.py):
+//                           seed, fstring (Date.now() / 1000), json (JSON.stringify of a
+//                           small object), async (seed, from an async generator that
+//                           awaits a resolved promise every 100 events)
 //
 // The idiomatic shape: one res.write() per event, pausing on backpressure ('drain') for
 // /count; a Set of subscriber responses for the broadcast, each event formatted once and
@@ -63,6 +67,53 @@ function count(req, res, n) {
   pump();
 }
 
+const SHAPES = {
+  seed: (i) => `event: token\nid: ${i}\ndata: token ${i}\n\n`,
+  fstring: (i) => `event: time\nid: ${i}\ndata: Current time: ${Date.now() / 1000}\n\n`,
+  json: (i) => `event: json\nid: ${i}\ndata: ${JSON.stringify({ i, token: 'hello', done: false })}\n\n`,
+};
+
+function shape(req, res, kind, n) {
+  res.writeHead(200, SSE_HEADERS);
+  const format = SHAPES[kind] || SHAPES.seed;
+  let i = 1;
+  const pump = () => {
+    while (i <= n) {
+      const ok = res.write(format(i));
+      i++;
+      if (!ok) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  res.on('close', () => { i = n + 1; });
+  pump();
+}
+
+async function* tokens(n) {
+  for (let i = 1; i <= n; i++) {
+    if (i % 100 === 0) await Promise.resolve();
+    yield `event: token\nid: ${i}\ndata: token ${i}\n\n`;
+  }
+}
+
+async function shapeAsync(req, res, n) {
+  res.writeHead(200, SSE_HEADERS);
+  let closed = false;
+  let wake = null;
+  res.on('close', () => { closed = true; if (wake) wake(); });
+  for await (const frame of tokens(n)) {
+    if (closed) return;
+    if (!res.write(frame)) {
+      await new Promise((resolve) => { wake = resolve; res.once('drain', resolve); });
+      wake = null;
+    }
+  }
+  res.end();
+}
+
 function events(req, res) {
   res.writeHead(200, SSE_HEADERS);
   subscribers.add(res);
@@ -75,6 +126,10 @@ const server = http.createServer((req, res) => {
   const q = url.searchParams;
   if (req.method === 'GET' && url.pathname === '/count') {
     count(req, res, parseInt(q.get('n') || '10000', 10));
+  } else if (req.method === 'GET' && url.pathname === '/shape') {
+    const n = parseInt(q.get('n') || '10000', 10);
+    if (q.get('kind') === 'async') shapeAsync(req, res, n);
+    else shape(req, res, q.get('kind') || 'seed', n);
   } else if (req.method === 'GET' && url.pathname === '/events') {
     events(req, res);
   } else if (req.method === 'POST' && url.pathname === '/publish') {

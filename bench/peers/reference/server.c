@@ -6,6 +6,11 @@
  * GET /count?n=N            N events "event: counter\nid: i\ndata: i\n\n" (i = 1..N), written
  *                           as large pre-formatted chunks (about 128 KiB each), then the
  *                           terminating chunk.
+ * GET /shape?kind=K&n=N     the same, with the events of the shapes users write (as the
+ *                           other peers' /shape): seed "event: token\nid: i\ndata: token i",
+ *                           fstring "event: time ... data: Current time: <wall clock>",
+ *                           json "event: json ... data: {"i":i,"token":"hello","done":false}";
+ *                           async = seed (C has no async generator to await in).
  * GET /events               subscribe: ": subscribed\n\n" is sent once the subscriber is
  *                           registered.
  * POST /publish?n=M&size=B  M events "event: bench\nid: k\ndata: xxx...\n\n" (B bytes of "x"),
@@ -36,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BATCH_BODY (128 * 1024)   /* body bytes per pre-formatted chunk */
@@ -86,6 +92,7 @@ typedef struct conn {
     size_t in_len, in_cap;
     out_t *head, *tail;     /* queued output */
     long count_next, count_n;
+    int count_kind;         /* /count: 0; /shape: SHAPE_SEED, SHAPE_FSTRING, SHAPE_JSON */
     struct conn *prev, *next;   /* subscriber list; then the graveyard */
 } conn_t;
 
@@ -265,7 +272,42 @@ static void chunk_close(buf_t *b, size_t prefix_len, int last) {
 
 /* -- /count ------------------------------------------------------------------------------ */
 
-#define COUNT_EVENT_MAX (sizeof("event: counter\nid: \ndata: \n\n") + 2 * 20)
+/* the longest event put_event writes: the json shape with two 20-digit numbers (~100) */
+#define COUNT_EVENT_MAX 160
+enum { SHAPE_COUNTER = 0, SHAPE_SEED, SHAPE_FSTRING, SHAPE_JSON };
+
+/* One /count or /shape event at p (at most COUNT_EVENT_MAX bytes); returns its end. */
+static char *put_event(char *p, int kind, long i) {
+    switch (kind) {
+    case SHAPE_SEED:   /* the seed's AI tokens: data f"token {i}", str id */
+        p = PUT(p, "event: token\nid: ");
+        p = put_u64(p, (unsigned long long)i);
+        p = PUT(p, "\ndata: token ");
+        p = put_u64(p, (unsigned long long)i);
+        return PUT(p, "\n\n");
+    case SHAPE_FSTRING: {   /* data f"Current time: {time.time()}" */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        p = PUT(p, "event: time\nid: ");
+        p = put_u64(p, (unsigned long long)i);
+        p = PUT(p, "\ndata: Current time: ");
+        p += snprintf(p, 32, "%.7f", (double)ts.tv_sec + ts.tv_nsec / 1e9);
+        return PUT(p, "\n\n");
+    }
+    case SHAPE_JSON:   /* data {"i":i,"token":"hello","done":false} */
+        p = PUT(p, "event: json\nid: ");
+        p = put_u64(p, (unsigned long long)i);
+        p = PUT(p, "\ndata: {\"i\":");
+        p = put_u64(p, (unsigned long long)i);
+        return PUT(p, ",\"token\":\"hello\",\"done\":false}\n\n");
+    default:
+        p = PUT(p, "event: counter\nid: ");
+        p = put_u64(p, (unsigned long long)i);
+        p = PUT(p, "\ndata: ");
+        p = put_u64(p, (unsigned long long)i);
+        return PUT(p, "\n\n");
+    }
+}
 
 /* Write /count batches until the socket is full, the stream is done, or the turn is over. */
 static int count_pump(conn_t *c, int first) {
@@ -289,11 +331,7 @@ static int count_pump(conn_t *c, int first) {
         char *end = b->data + b->len + BATCH_BODY;
         long i = c->count_next;
         while (i <= c->count_n && p < end) {
-            p = PUT(p, "event: counter\nid: ");
-            p = put_u64(p, (unsigned long long)i);
-            p = PUT(p, "\ndata: ");
-            p = put_u64(p, (unsigned long long)i);
-            p = PUT(p, "\n\n");
+            p = put_event(p, c->count_kind, i);
             i++;
         }
         b->len = (size_t)(p - b->data);
@@ -389,6 +427,20 @@ static long query_long(const char *q, size_t qlen, const char *name, long fallba
     return fallback;
 }
 
+/* /shape?kind=K: seed, fstring, json; async is the seed shape (C has no async generator) */
+static int query_shape(const char *q, size_t qlen) {
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (!amp) amp = end;
+        size_t n = (size_t)(amp - p);
+        if (n == 12 && !memcmp(p, "kind=fstring", 12)) return SHAPE_FSTRING;
+        if (n == 9 && !memcmp(p, "kind=json", 9)) return SHAPE_JSON;
+        p = amp + 1;
+    }
+    return SHAPE_SEED;
+}
+
 static const char *find_head_end(const char *s, size_t len) {
     return memmem(s, len, "\r\n\r\n", 4);
 }
@@ -458,8 +510,9 @@ static int handle_input(conn_t *c) {
 #define PATH_IS(lit) (path_len == sizeof(lit) - 1 && !memcmp(target, lit, sizeof(lit) - 1))
         int r = 0;
         char json[64];
-        if (is_get && PATH_IS("/count")) {
+        if (is_get && (PATH_IS("/count") || PATH_IS("/shape"))) {
             c->state = COUNTING;
+            c->count_kind = PATH_IS("/count") ? SHAPE_COUNTER : query_shape(query, query_len);
             c->count_n = query_long(query, query_len, "n", 10000);
             c->count_next = 1;
             r = count_pump(c, 1);
