@@ -116,12 +116,14 @@ Handlers run on asyncio (any asyncio code works in them): tools wait with
 with ``await conduit.to_thread(fn, ...)``. Everything else runs on the loop thread, so
 sessions need no locks. A stream that waits on something
 another request changes (the GET stream on its session's end, a resumed stream on the call
-it follows) looks again every 0.2 s with ``conduit.sleep``. Sessions live in memory: at
+it follows) waits on its session's ``asyncio.Event``, set whenever one of the session's
+streams gets an event or changes state and when the session ends. Sessions live in memory: at
 most 1000, and one idle for an hour is forgotten.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -185,7 +187,6 @@ INSTRUCTIONS = ("Two demo tools that report progress: count_to counts to n, slow
 MAX_SESSIONS = 1000
 SESSION_IDLE_SECONDS = 3600.0
 STREAMS_KEPT_PER_SESSION = 32
-POLL_SECONDS = 0.2  # how often a waiting stream (GET, a followed replay) looks again
 
 EXTRA_ORIGINS = frozenset(
     origin.strip().rstrip("/")
@@ -461,21 +462,35 @@ class StreamLog:
     """One SSE stream's events, numbered ``<stream id>-<n>`` from 1. ``keep``: hold the
     frames so the stream can be replayed after a ``Last-Event-ID`` (sessions only)."""
 
-    __slots__ = ("id", "request_id", "frames", "count", "keep", "state")
+    __slots__ = ("id", "request_id", "frames", "count", "keep", "_state", "changed")
 
-    def __init__(self, request_id=None, keep: bool = False) -> None:
+    def __init__(self, request_id=None, keep: bool = False,
+                 changed: asyncio.Event | None = None) -> None:
         self.id = secrets.token_hex(4)
         self.request_id = request_id
         self.frames: list[SSEEvent] = []
         self.count = 0
         self.keep = keep
-        self.state = RUNNING
+        self._state = RUNNING
+        self.changed = changed  # its session's: set on every event and change of state
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if self.changed is not None:
+            self.changed.set()
 
     def event(self, data: str, event: str | None = None) -> SSEEvent:
         self.count += 1
         frame = SSEEvent(data, event=event, id=f"{self.id}-{self.count}")
         if self.keep:
             self.frames.append(frame)
+            if self.changed is not None:
+                self.changed.set()
         return frame
 
 
@@ -553,7 +568,7 @@ async def tool_call_stream(stream: StreamLog, request_id, tool: Tool, arguments:
 
 class Session:
     __slots__ = ("id", "protocol_version", "client", "last_seen", "closed", "streams",
-                 "calls", "standalone", "standalone_open")
+                 "calls", "standalone", "standalone_open", "changed")
 
     def __init__(self, protocol_version: str, client: dict) -> None:
         self.id = secrets.token_hex(16)
@@ -561,9 +576,12 @@ class Session:
         self.client = client
         self.last_seen = time.monotonic()
         self.closed = False
+        # Set when a stream of this session gets an event or changes state, and when the
+        # session ends; a waiting stream clears it, looks, and waits on it.
+        self.changed = asyncio.Event()
         self.streams: OrderedDict[str, StreamLog] = OrderedDict()  # for Last-Event-ID
         self.calls: dict[str, StreamLog] = {}  # request id (JSON) -> its stream, while running
-        self.standalone = StreamLog(keep=True)  # the GET stream
+        self.standalone = StreamLog(keep=True, changed=self.changed)  # the GET stream
         self.standalone_open = False
 
     @property
@@ -571,7 +589,7 @@ class Session:
         return self.protocol_version >= PRIMING_FROM
 
     def new_stream(self, request_id) -> StreamLog:
-        stream = StreamLog(request_id, keep=True)
+        stream = StreamLog(request_id, keep=True, changed=self.changed)
         while stream.id in self.streams or stream.id == self.standalone.id:
             stream.id = secrets.token_hex(4)
         self.streams[stream.id] = stream
@@ -602,6 +620,7 @@ def end_session(session_id: str, why: str) -> None:
     session = sessions.pop(session_id, None)
     if session is not None:
         session.closed = True  # its streams end at their next step
+        session.changed.set()
         log.info("mcp session %s… ended (%s)", session_id[:8], why)
 
 
@@ -755,7 +774,9 @@ async def standalone_stream(session: Session, after: int):
             for frame in stream.frames[after:]:
                 yield frame
         while not session.closed:
-            await sleep(POLL_SECONDS)
+            session.changed.clear()
+            if not session.closed:
+                await session.changed.wait()
     finally:
         session.standalone_open = False
 
@@ -765,12 +786,13 @@ async def resumed_stream(session: Session, stream: StreamLog, after: int):
     that was cut off with an error response (see the module docstring)."""
     sent = after
     while True:
+        session.changed.clear()  # then look: a change from now on sets it again
         while sent < len(stream.frames):
             yield stream.frames[sent]
             sent += 1
         if stream.state != RUNNING or session.closed:
             break
-        await sleep(POLL_SECONDS)
+        await session.changed.wait()
     if stream.state == INTERRUPTED and not session.closed:
         stream.state = DONE
         yield stream.event(dumps(rpc_error(
