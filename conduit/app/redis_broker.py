@@ -365,12 +365,14 @@ class RedisBroker(Broker):
             replaced = "" if epoch is None else epoch
             epoch = self._adopt_script(keys=[self._epoch_key], args=[replaced, new_epoch()],
                                        client=client)
-            if known is not None:
-                log.warning("broker %s: Redis lost acknowledged events (restarted without its "
-                            "data?): new epoch %s; older cursors get the reset event",
-                            self.name, epoch)
         if epoch == known:
             return None
+        if known is not None:
+            # Whichever server adopted the new epoch first (compare-and-set), every server
+            # that knew the old one says so: each of them resets its older cursors.
+            log.warning("broker %s: Redis lost acknowledged events (restarted without its "
+                        "data?): new epoch %s; older cursors get the reset event",
+                        self.name, epoch)
         names = list(self._hub.channels)
         histories = {name: self._hub.channels[name].history for name in names}
         pipe = client.pipeline(transaction=False)

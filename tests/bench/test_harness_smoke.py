@@ -13,7 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIOS = ["stream_10k", "stream_1m", "fanout_100", "fanout_1000", "latency",
-             "idle_memory", "slow_subscriber", "ticks_1000", "hold_10000"]
+             "idle_memory", "slow_subscriber", "ticks_1000",
+             *(f"shape_{kind}_{size}" for kind in ("seed", "fstring", "json", "async")
+               for size in ("10k", "1m")),
+             "streams_1000", "hold_10000"]
 
 
 def test_smoke_run_writes_results_table_and_chart(tmp_path):
