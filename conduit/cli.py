@@ -17,7 +17,8 @@ import importlib.util
 import logging
 import os
 import sys
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from conduit.config import LOG_LEVELS, LOOPS, Config
 
@@ -56,6 +57,8 @@ _HELP = {
     "max_header_bytes": "largest header block, else 431 (default: %(default)s)",
     "max_header_count": "most header fields, else 431 (default: %(default)s)",
     "max_body_bytes": "largest request body, else 413 (default: %(default)s)",
+    "max_streamed_body_bytes": "largest request body streamed to an ASGI app, else 413 "
+                               "(default: no limit)",
     "workers": "worker processes sharing the port (SO_REUSEPORT) under a supervisor that "
                "restarts them and makes them one hub; 1 serves from this process "
                "(default: %(default)s)",
@@ -122,10 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
                              choices=LOG_LEVELS if field.name == "log_level" else LOOPS)
         else:
             # Config's annotations are strings (it has `from __future__ import annotations`)
-            kind = {"int": int, "float": float}.get(cast(str, field.type), str)
+            kinds: dict[str, Callable[[str], Any]] = {
+                "int": int, "float": float, "int | None": _limit}
+            kind = kinds.get(cast(str, field.type), str)
             run.add_argument(flag, *_ALIASES.get(field.name, ()), dest=field.name, type=kind,
                              default=default, help=_HELP.get(field.name))
     return parser
+
+
+def _limit(text: str) -> int | None:
+    """An optional limit on the command line: a number, or "none" for no limit."""
+    if text.lower() == "none":
+        return None
+    return int(text)
 
 
 class TargetError(Exception):

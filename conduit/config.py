@@ -11,6 +11,7 @@ from conduit.http.parser import (
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_REQUEST_LINE_BYTES,
+    DEFAULT_MAX_STREAMED_BODY_BYTES,
 )
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -62,6 +63,10 @@ class Config:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_header_count: int = DEFAULT_MAX_HEADER_COUNT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # The body of a request to an ASGI app is streamed to it as it arrives (http.request
+    # messages with more_body) and is not bounded by max_body_bytes: None (the default) is
+    # no limit, as under uvicorn; a number is a 413 past that many bytes.
+    max_streamed_body_bytes: int | None = DEFAULT_MAX_STREAMED_BODY_BYTES
     # Worker processes sharing the port (SO_REUSEPORT) under a supervisor that makes them
     # one hub (conduit.server.workers); 1 serves from this process, as without the option.
     workers: int = 1
@@ -96,6 +101,11 @@ class Config:
             elif field.type == "float":
                 if not isinstance(value, (int, float)) or value != value or value < 0:
                     raise ValueError(f"{field.name} must be a number >= 0, got {value!r}")
+        if self.max_streamed_body_bytes is not None and (
+                type(self.max_streamed_body_bytes) is not int
+                or self.max_streamed_body_bytes < 0):
+            raise ValueError(f"max_streamed_body_bytes must be None or an int >= 0, "
+                             f"got {self.max_streamed_body_bytes!r}")
         if not isinstance(self.broker, str):
             raise ValueError(f"broker must be a URL string, got {self.broker!r}")
         if self.loop not in LOOPS:
@@ -117,4 +127,5 @@ class Config:
             "max_header_bytes": self.max_header_bytes,
             "max_header_count": self.max_header_count,
             "max_body_bytes": self.max_body_bytes,
+            "max_streamed_body_bytes": self.max_streamed_body_bytes,
         }

@@ -465,20 +465,36 @@ class App:
     def _has_path(self, path: str) -> bool:
         return path in self._exact or any(r.match(path) is not None for r in self._patterns)
 
+    def _asgi_route(self, parsed):
+        """The mounted ASGI app that answers ``parsed`` (no route of ours matches), or None."""
+        target = parsed.target
+        if not target.startswith("/"):
+            target = _origin_form(target)
+        path = target.partition("?")[0]
+        if "%" in path:
+            path = unquote(path)
+        if self._has_path(path):
+            return None
+        return self._mounted(path)
+
+    @property
+    def may_stream_bodies(self) -> bool:
+        """For the server: whether some request may go to a mounted ASGI app, whose body is
+        then streamed to it (the connection reads each request's head first)."""
+        return bool(self._mounts)
+
+    def streams_body(self, parsed) -> bool:
+        """For the server: whether the body of the request whose head is ``parsed`` goes to
+        a mounted ASGI app as it arrives; conduit's own routes get it whole."""
+        return bool(self._mounts) and self._asgi_route(parsed) is not None
+
     def __call__(self, parsed, client):
         """Handle one parsed request: a Response, a StreamResponse or a coroutine."""
         request = None
         if self._mounts:
-            target = parsed.target
-            if not target.startswith("/"):
-                target = _origin_form(target)
-            path = target.partition("?")[0]
-            if "%" in path:
-                path = unquote(path)
-            if not self._has_path(path):
-                adapter = self._mounted(path)
-                if adapter is not None:  # no route of ours: the mounted ASGI app's
-                    return adapter(parsed, client)
+            adapter = self._asgi_route(parsed)
+            if adapter is not None:  # no route of ours: the mounted ASGI app's
+                return adapter(parsed, client)
         try:
             request = Request(parsed, client, app=self)
             cors = self.cors

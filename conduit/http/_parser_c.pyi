@@ -50,6 +50,21 @@ class RequestParser:
     The limits default to ``conduit.http.parser.DEFAULT_*``; a negative one is a
     ValueError. Past a limit ``next_request()`` raises 414, 431 or 413 (see
     ``conduit.errors``).
+
+    With ``head_first=True`` a request with a body comes out at the end of its head, and
+    the caller reads that body whole or streams it (rules 6-10 of ``_parser_py``):
+
+    >>> parser = RequestParser(head_first=True)
+    >>> parser.feed(b"POST /up HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 5\\r\\n\\r\\nhel")
+    >>> head = parser.next_request()
+    >>> head.target, head.body, parser.body_pending()
+    ('/up', b'', True)
+    >>> parser.stream_body()
+    >>> parser.next_body(), parser.next_body()
+    (b'hel', None)
+    >>> parser.feed(b"lo")
+    >>> parser.next_body(), parser.next_body()
+    (b'lo', b'')
     """
 
     def __init__(
@@ -59,6 +74,8 @@ class RequestParser:
         max_header_bytes: int = ...,
         max_header_count: int = ...,
         max_body_bytes: int = ...,
+        max_streamed_body_bytes: int | None = ...,
+        head_first: bool = ...,
     ) -> None: ...
     @property
     def max_request_line_bytes(self) -> int:
@@ -72,12 +89,30 @@ class RequestParser:
     @property
     def max_body_bytes(self) -> int:
         """Largest body, declared or de-chunked (else 413, before the bytes arrive)."""
+    @property
+    def max_streamed_body_bytes(self) -> int | None:
+        """Largest streamed body (``stream_body()``); None: unbounded (else 413, likewise)."""
+    @property
+    def head_first(self) -> bool:
+        """Whether a request with a body comes out at the end of its head (rule 6)."""
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes received from the peer; ``b""`` means the peer closed (EOF)."""
     def has_partial(self) -> bool:
         """True when part of a request (not yet complete) has been received."""
     def needs_continue(self) -> bool:
         """True once per request that sent ``Expect: 100-continue`` and awaits its body."""
+    def body_pending(self) -> bool:
+        """True when ``next_request()`` returned a head whose body is to come (rule 6):
+        call ``buffer_body()`` or ``stream_body()`` next."""
+    def buffer_body(self) -> None:
+        """Read the pending body whole (limit ``max_body_bytes``): ``next_request()``
+        returns the complete request. May raise 413 (the declared length)."""
+    def stream_body(self) -> None:
+        """Stream the pending body (limit ``max_streamed_body_bytes``) through
+        ``next_body()``. May raise 413 (the declared length)."""
+    def next_body(self) -> bytes | None:
+        """The next piece of a streamed body (never empty), ``None`` when more bytes are
+        needed, or ``b""`` once, at its end; raises as ``next_request()`` does."""
     def next_request(self) -> ParsedRequest | None:
         """The next complete request, ``None`` if more bytes are needed, or raise.
 

@@ -18,6 +18,11 @@ this twin obeys the same ones and the tests run every case on both. What differs
    allocations instead of ~40.
 4. Error *reasons* for malformed lines come from the pure twin's diagnosis helpers (a slow
    path taken only on bad input), so both twins say the same thing.
+5. Streamed bodies (``head_first``, rules 6-10 of the pure twin): ``_advance_body`` walks
+   the same states as ``_advance``, returning each piece instead of keeping it. PERF: a
+   piece that is all of a ``bytes`` object the caller fed (a Content-Length body arriving
+   in whole reads) is that object itself, not a copy; once a piece empties the buffer, the
+   buffer is released, so the next ``feed`` borrows again.
 """
 
 cimport cython
@@ -41,6 +46,7 @@ from conduit.http import _parser_py as _pure
 
 DEF MAX_CHUNK_SIZE_LINE_BYTES = 4096
 DEF BIG = 1 << 62
+DEF MAX_STREAMED = (1 << 62) - 1  # the pure twin's MAX_STREAMED_BODY_BYTES
 
 MAX_CHUNK_SIZE_LINE_BYTES_ = MAX_CHUNK_SIZE_LINE_BYTES
 
@@ -84,6 +90,7 @@ DEF S_CHUNK_DATA = 3
 DEF S_CHUNK_DATA_END = 4
 DEF S_TRAILERS = 5
 DEF S_CLOSED = 6
+DEF S_DECIDE = 7
 
 cdef str M_GET = "GET"
 cdef str M_POST = "POST"
@@ -192,6 +199,9 @@ cdef class RequestParser:
     cdef readonly Py_ssize_t max_header_bytes
     cdef readonly Py_ssize_t max_header_count
     cdef readonly Py_ssize_t max_body_bytes
+    cdef readonly object max_streamed_body_bytes  # None (unbounded) or an int
+    cdef readonly bint head_first
+    cdef Py_ssize_t _streamed_limit
 
     cdef char* _buf
     cdef object _borrowed         # the bytes object _buf points into, when not owned
@@ -228,6 +238,8 @@ cdef class RequestParser:
     cdef bint _conn_close
     cdef bint _conn_keep_alive
     cdef bint _expect
+    cdef Py_ssize_t _body_limit   # max_body_bytes, or _streamed_limit for a streamed body
+    cdef bint _streaming          # the body goes out through next_body()
 
     def __cinit__(self):
         self._buf = NULL
@@ -235,19 +247,26 @@ cdef class RequestParser:
 
     def __init__(self, *, Py_ssize_t max_request_line_bytes=8 * 1024,
                  Py_ssize_t max_header_bytes=64 * 1024, Py_ssize_t max_header_count=2000,
-                 Py_ssize_t max_body_bytes=1024 * 1024):
+                 Py_ssize_t max_body_bytes=1024 * 1024, max_streamed_body_bytes=None,
+                 head_first=False):
         if (max_request_line_bytes < 0 or max_header_bytes < 0 or max_header_count < 0
-                or max_body_bytes < 0):
+                or max_body_bytes < 0 or (max_streamed_body_bytes is not None and (
+                    type(max_streamed_body_bytes) is not int or max_streamed_body_bytes < 0))):
             _pure.RequestParser(
                 max_request_line_bytes=max_request_line_bytes,
                 max_header_bytes=max_header_bytes,
                 max_header_count=max_header_count,
                 max_body_bytes=max_body_bytes,
+                max_streamed_body_bytes=max_streamed_body_bytes,
             )  # raises the ValueError that names the bad limit
         self.max_request_line_bytes = max_request_line_bytes
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
         self.max_body_bytes = min(max_body_bytes, BIG)
+        self.max_streamed_body_bytes = max_streamed_body_bytes
+        self._streamed_limit = (MAX_STREAMED if max_streamed_body_bytes is None
+                                else min(max_streamed_body_bytes, MAX_STREAMED))
+        self.head_first = bool(head_first)
         self._state = S_HEAD
         self._error = None
         self._reset_message()
@@ -277,6 +296,8 @@ cdef class RequestParser:
         self._conn_close = False
         self._conn_keep_alive = False
         self._expect = False
+        self._body_limit = self.max_body_bytes
+        self._streaming = False
 
     # -- input -------------------------------------------------------------------------
     def feed(self, data):
@@ -370,17 +391,68 @@ cdef class RequestParser:
             return True
         return False
 
+    def body_pending(self):
+        """True when ``next_request()`` returned a head whose body is to come (rule 6)."""
+        return self._state == S_DECIDE and self._error is None
+
     # -- output ------------------------------------------------------------------------
     def next_request(self):
         """The next complete request, ``None`` if more bytes are needed, or raise."""
         if self._error is not None:
             raise self._error
+        if self._streaming or self._state == S_DECIDE:
+            raise RuntimeError("next_request() while a request body awaits buffer_body() or "
+                               "stream_body(), or is being streamed (next_body())")
         try:
             return self._advance()
         except ProtocolError as exc:
             self._error = exc
             self._continue_pending = False
             raise
+
+    def buffer_body(self):
+        """Read the pending body whole (rule 7): ``next_request()`` returns it complete."""
+        self._choose(False)
+
+    def stream_body(self):
+        """Stream the pending body (rule 7): its pieces come from ``next_body()``."""
+        self._choose(True)
+
+    def next_body(self):
+        """The next piece of a streamed body, ``None`` for more bytes, ``b""`` at its end."""
+        if self._error is not None:
+            raise self._error
+        if not self._streaming:
+            raise RuntimeError("next_body() without a streamed request body (stream_body())")
+        try:
+            return self._advance_body()
+        except ProtocolError as exc:
+            self._error = exc
+            self._continue_pending = False
+            raise
+
+    cdef int _choose(self, bint streaming) except -1:
+        if self._error is not None:
+            raise self._error
+        if self._state != S_DECIDE:
+            raise RuntimeError("no request body awaits buffer_body() or stream_body()")
+        cdef Py_ssize_t limit = self._streamed_limit if streaming else self.max_body_bytes
+        self._body_limit = limit
+        if self._te is not None:
+            self._state = S_CHUNK_SIZE
+            self._scan = self._pos
+            self._field_bytes = 0
+            if not streaming:
+                self._body_parts = []
+        else:
+            if self._content_length > limit:
+                self._error = ContentTooLarge(f"body larger than {limit} bytes")
+                raise self._error
+            self._state = S_BODY
+        self._streaming = streaming
+        if self._expect and self._version is V11:
+            self._continue_pending = True
+        return 0
 
     cdef Py_ssize_t _next_line(self, Py_ssize_t limit, int kind) except -2:
         """Index of the LF ending the line at _pos (CRLF checked), or -1 for more data.
@@ -428,7 +500,8 @@ cdef class RequestParser:
                 if lf < 0:
                     return self._need_more()
                 if lf == self._pos + 1:
-                    self._end_of_head(lf)
+                    if self._end_of_head(lf):  # head_first, and a body to come (rule 6)
+                        return self._head_only()
                     continue
                 self._field_line(lf, False)
             elif state == S_BODY:
@@ -472,6 +545,106 @@ cdef class RequestParser:
                 self._field_line(lf, True)
             else:
                 return None
+
+    cdef object _advance_body(self):
+        """``_advance`` for a streamed body (rule 8 of the pure twin)."""
+        cdef Py_ssize_t lf, available, take
+        cdef int state
+        while True:
+            state = self._state
+            if state == S_BODY:
+                if not self._remaining:
+                    return self._end_of_stream()
+                available = self._len - self._pos
+                if not available:
+                    if self._len:
+                        self._release_buffer()  # so that the next feed is borrowed
+                    return self._need_more()
+                take = available if available < self._remaining else self._remaining
+                self._remaining -= take
+                return self._piece(take)
+            elif state == S_CHUNK_SIZE:
+                lf = self._next_line(MAX_CHUNK_SIZE_LINE_BYTES, 2)
+                if lf < 0:
+                    return self._need_more()
+                self._chunk_size_line(lf)
+            elif state == S_CHUNK_DATA:
+                available = self._len - self._pos
+                if not available:
+                    if self._len:
+                        self._release_buffer()  # so that the next feed is borrowed
+                    return self._need_more()
+                take = available if available < self._remaining else self._remaining
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = S_CHUNK_DATA_END
+                return self._piece(take)
+            elif state == S_CHUNK_DATA_END:
+                if self._len - self._pos < 2:
+                    if self._len > self._pos and self._buf[self._pos] != 13:
+                        raise BadRequest("chunk data not followed by CRLF")
+                    return self._need_more()
+                if self._buf[self._pos] != 13 or self._buf[self._pos + 1] != 10:
+                    raise BadRequest("chunk data not followed by CRLF")
+                self._pos += 2
+                self._scan = self._pos
+                self._state = S_CHUNK_SIZE
+            else:  # S_TRAILERS
+                lf = self._next_line(self.max_header_bytes - self._field_bytes, 3)
+                if lf < 0:
+                    return self._need_more()
+                if lf == self._pos + 1:
+                    self._pos = lf + 1
+                    return self._end_of_stream()
+                self._field_line(lf, True)
+
+    cdef bytes _piece(self, Py_ssize_t take):
+        """The next ``take`` buffered bytes as a piece of a streamed body."""
+        cdef bytes piece
+        if self._pos == 0 and take == self._len and self._borrowed is not None:
+            piece = self._borrowed  # PERF: all of what the caller fed: no copy
+        else:
+            piece = PyBytes_FromStringAndSize(self._buf + self._pos, take)
+        self._pos += take
+        if self._pos == self._len:
+            self._release_buffer()
+        return piece
+
+    cdef void _release_buffer(self):
+        # Nothing buffered: drop the buffer (owned or borrowed); the next feed borrows again.
+        if self._cap:
+            free(self._buf)
+        self._borrowed = None
+        self._buf = NULL
+        self._cap = self._len = self._pos = self._scan = self._head_start = 0
+
+    cdef ParsedRequest _head_only(self):
+        cdef ParsedRequest request = ParsedRequest.__new__(ParsedRequest)
+        request.method = self._method
+        request.target = self._target
+        request.version = self._version
+        request.body = b""
+        if self._trailers is None:
+            self._trailers = []
+        request.trailers = self._trailers  # a streamed body's trailers land in it
+        request.keep_alive = self._keep_alive
+        request._head = self._head
+        request._spans_at = self._spans_at
+        request._count = self._count
+        return request
+
+    cdef bytes _end_of_stream(self):
+        self._continue_pending = False
+        self._state = S_HEAD if self._keep_alive else S_CLOSED
+        self._reset_message()
+        if self._pos == self._len:
+            # NOTE: as in _finish: an idle connection holds no parsing memory.
+            free(self._spans)
+            self._spans = NULL
+            self._spans_cap = 0
+            self._release_buffer()
+        self._scan = self._pos
+        return b""
 
     cdef object _need_more(self):
         if self._eof and (self._have_line or self._pos < self._len):
@@ -614,6 +787,7 @@ cdef class RequestParser:
                 self._conn_keep_alive = True
 
     cdef int _end_of_head(self, Py_ssize_t lf) except -1:
+        """Check the head; 1 when it goes out first (rule 6), its body to come."""
         cdef str version = self._version
         # PERF: the head and its spans in one bytes object (see ParsedRequest._head).
         cdef Py_ssize_t head_len = self._pos - self._head_start
@@ -645,14 +819,20 @@ cdef class RequestParser:
             te = self._te[0] if len(self._te) == 1 else None
             if te is None or not _ieq(PyBytes_AS_STRING(te), PyBytes_GET_SIZE(te), b"chunked", 7):
                 _pure._is_chunked(self._te)  # anything but a plain "chunked": full rules
+            self._trailers = []
+            if self.head_first:
+                self._state = S_DECIDE
+                return 1
             self._state = S_CHUNK_SIZE
             self._field_bytes = 0
             self._body_parts = []
-            self._trailers = []
         elif self._content_length > 0:
+            self._remaining = self._content_length
+            if self.head_first:
+                self._state = S_DECIDE
+                return 1
             if self._content_length > self.max_body_bytes:
                 raise ContentTooLarge(f"body larger than {self.max_body_bytes} bytes")
-            self._remaining = self._content_length
             self._state = S_BODY
         else:
             self._remaining = 0
@@ -689,8 +869,8 @@ cdef class RequestParser:
             self._field_bytes = 0
             return 0
         self._body_len += size
-        if self._body_len > self.max_body_bytes:
-            raise ContentTooLarge(f"body larger than {self.max_body_bytes} bytes")
+        if self._body_len > self._body_limit:
+            raise ContentTooLarge(f"body larger than {self._body_limit} bytes")
         self._remaining = size
         self._state = S_CHUNK_DATA
         return 0

@@ -68,6 +68,43 @@ Accepted grammar (RFC 9112, strict)
   "keep-alive" is among them and "close" is not (tokens are case-insensitive).
 - EOF (``feed(b"")``) in the middle of a request is a 400 ("connection closed before the
   request was complete"); EOF between requests just makes ``next_request()`` return None.
+
+Head first, and streamed bodies (``RequestParser(head_first=True)``)
+--------------------------------------------------------------------
+For a server that hands some requests' bodies to the application as they arrive (ASGI
+apps: conduit.server.asgi) and reads others whole (conduit's own routes), the caller
+decides per request, once it has seen the head. Without ``head_first`` nothing below
+happens and the parser behaves exactly as above.
+
+6. With ``head_first=True``, ``next_request()`` returns a request that has a body to come
+   (a Content-Length above 0, or chunked) as soon as its head is complete, with
+   ``body == b""``; ``body_pending()`` is then True. A request without a body comes out
+   complete, as before (``body_pending()`` False).
+7. While ``body_pending()``, the caller must choose, before anything else:
+   - ``buffer_body()``: this body is read whole, as without ``head_first`` (limit
+     ``max_body_bytes``); the next ``next_request()`` calls return None until it is
+     complete, then the complete request (the same head, and its body).
+   - ``stream_body()``: this body is delivered in pieces by ``next_body()`` (limit
+     ``max_streamed_body_bytes``; None, the default, means unbounded, in practice
+     ``MAX_STREAMED_BODY_BYTES``).
+   Either may raise 413 at once when the declared Content-Length is over its limit.
+   ``Expect: 100-continue`` makes ``needs_continue()`` True from the choice on (not before:
+   a request refused with 413 gets no 100), until the body is complete.
+8. ``next_body()`` returns the next piece of a streamed body (``bytes``, never empty: the
+   de-chunked bytes that have arrived, taken as they are, so pieces follow the reads),
+   ``None`` when it needs more bytes, or ``b""`` once, at the end of the body (after a
+   chunked body's trailer section). Then the parser is back to ``next_request()``. A
+   streamed request's ``trailers`` (the list on the head returned earlier) is filled in
+   when the trailer section has been parsed.
+9. Strictness does not change with the mode: the same bytes give the same requests (the
+   streamed pieces joined are the body) and, with equal limits, the same error at the same
+   byte (bare CR/LF in chunk framing, bad chunk sizes, trailers, EOF mid-body...); an
+   error from ``next_body()``, ``buffer_body()`` or ``stream_body()`` kills the parser as
+   in rule 4. Calling ``next_request()`` while a choice is due or a body is being
+   streamed, or the choice or ``next_body()`` out of turn, is a RuntimeError (a bug in
+   the caller), never a protocol error.
+10. PERF: the whole-body path pays nothing per byte for this: one flag test at the end of
+    a head with a body, and the body limit read from one attribute.
 """
 
 from __future__ import annotations
@@ -87,6 +124,10 @@ from conduit.errors import (
 )
 
 MAX_CHUNK_SIZE_LINE_BYTES = 4096
+# The limit of a streamed body when ``max_streamed_body_bytes`` is None ("unbounded"): the
+# largest length both twins count without overflow (a declared length or chunk size above
+# it is a 413, as every length that does not fit 64 bits is).
+MAX_STREAMED_BODY_BYTES = (1 << 62) - 1
 
 # RFC 9110 5.6.2 tchar
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -124,6 +165,7 @@ _CHUNK_DATA = 3
 _CHUNK_DATA_END = 4
 _TRAILERS = 5
 _CLOSED = 6  # after a request with keep_alive False
+_DECIDE = 7  # head_first: the head went out, buffer_body() or stream_body() is due
 
 
 class ParsedRequest(tuple):
@@ -279,6 +321,8 @@ class RequestParser:
         "_method", "_target", "_version", "_headers", "_field_bytes", "_body_parts",
         "_body_len", "_remaining", "_keep_alive", "_chunked", "_content_length", "_hosts",
         "_te", "_connection", "_expect", "_continue_pending", "_trailers",
+        "head_first", "max_streamed_body_bytes", "_streamed_limit", "_body_limit",
+        "_streaming",
     )
 
     def __init__(
@@ -288,6 +332,8 @@ class RequestParser:
         max_header_bytes: int = 64 * 1024,
         max_header_count: int = 2000,
         max_body_bytes: int = 1024 * 1024,
+        max_streamed_body_bytes: int | None = None,
+        head_first: bool = False,
     ) -> None:
         for name, value in (
             ("max_request_line_bytes", max_request_line_bytes),
@@ -297,10 +343,18 @@ class RequestParser:
         ):
             if type(value) is not int or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if max_streamed_body_bytes is not None and (
+                type(max_streamed_body_bytes) is not int or max_streamed_body_bytes < 0):
+            raise ValueError(f"max_streamed_body_bytes must be None or an int >= 0, "
+                             f"got {max_streamed_body_bytes!r}")
         self.max_request_line_bytes = max_request_line_bytes
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
         self.max_body_bytes = max_body_bytes
+        self.max_streamed_body_bytes = max_streamed_body_bytes
+        self._streamed_limit = (MAX_STREAMED_BODY_BYTES if max_streamed_body_bytes is None
+                                else min(max_streamed_body_bytes, MAX_STREAMED_BODY_BYTES))
+        self.head_first = bool(head_first)
         self._buf = bytearray()
         self._pos = 0  # start of unconsumed bytes
         self._scan = 0  # where the search for the next LF resumes (rule 2)
@@ -327,6 +381,8 @@ class RequestParser:
         self._te: list = []
         self._connection: list = []
         self._expect = False
+        self._body_limit = self.max_body_bytes
+        self._streaming = False
 
     # -- input -------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -357,17 +413,68 @@ class RequestParser:
             return True
         return False
 
+    def body_pending(self) -> bool:
+        """True when ``next_request()`` returned a head whose body is to come (rule 6)."""
+        return self._state == _DECIDE and self._error is None
+
     # -- output ------------------------------------------------------------------------
     def next_request(self) -> ParsedRequest | None:
         """The next complete request, ``None`` if more bytes are needed, or raise."""
         if self._error is not None:
             raise self._error
+        if self._streaming or self._state == _DECIDE:
+            raise RuntimeError("next_request() while a request body awaits buffer_body() or "
+                               "stream_body(), or is being streamed (next_body())")
         try:
             return self._advance()
         except ProtocolError as exc:
             self._error = exc
             self._continue_pending = False
             raise
+
+    def buffer_body(self) -> None:
+        """Read the pending body whole (rule 7): ``next_request()`` returns it complete."""
+        self._choose(False)
+
+    def stream_body(self) -> None:
+        """Stream the pending body (rule 7): its pieces come from ``next_body()``."""
+        self._choose(True)
+
+    def next_body(self) -> bytes | None:
+        """The next piece of a streamed body, ``None`` for more bytes, ``b""`` at its end."""
+        if self._error is not None:
+            raise self._error
+        if not self._streaming:
+            raise RuntimeError("next_body() without a streamed request body (stream_body())")
+        try:
+            return self._advance_body()
+        except ProtocolError as exc:
+            self._error = exc
+            self._continue_pending = False
+            raise
+
+    def _choose(self, streaming: bool) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._state != _DECIDE:
+            raise RuntimeError("no request body awaits buffer_body() or stream_body()")
+        limit = self._streamed_limit if streaming else self.max_body_bytes
+        self._body_limit = limit
+        try:
+            if self._te:
+                self._state = _CHUNK_SIZE
+                self._scan = self._pos
+                self._field_bytes = 0
+            else:
+                if self._content_length > limit:
+                    raise ContentTooLarge(f"body larger than {limit} bytes")
+                self._state = _BODY
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        self._streaming = streaming
+        if self._expect and self._version == "1.1":
+            self._continue_pending = True
 
     def _next_line(self, limit: int, too_long: type, what: str) -> int:
         """Index of the LF ending the line at ``_pos`` (checked CRLF), or -1 for more data.
@@ -416,7 +523,8 @@ class RequestParser:
                     return None
                 if lf == self._pos + 1:  # the empty line: end of the head
                     self._pos = lf + 1
-                    self._end_of_head()
+                    if self._end_of_head():  # head_first, and a body to come (rule 6)
+                        return self._head_only()
                     continue
                 self._field_line(lf, self._headers)
             elif state == _BODY:
@@ -470,6 +578,66 @@ class RequestParser:
             else:  # _CLOSED
                 return None
 
+    def _advance_body(self) -> bytes | None:
+        """``_advance`` for a streamed body (rule 8): the same states and checks, but each
+        piece of data is returned as it comes instead of being kept."""
+        buf = self._buf
+        while True:
+            state = self._state
+            if state == _BODY:
+                remaining = self._remaining
+                if not remaining:
+                    return self._end_of_stream()
+                available = len(buf) - self._pos
+                if not available:
+                    self._need_more()
+                    return None
+                take = min(available, remaining)
+                piece = bytes(buf[self._pos:self._pos + take])
+                self._pos += take
+                self._remaining = remaining - take
+                return piece
+            elif state == _CHUNK_SIZE:
+                lf = self._next_line(MAX_CHUNK_SIZE_LINE_BYTES, BadRequest, "chunk size line")
+                if lf < 0:
+                    self._need_more()
+                    return None
+                self._chunk_size_line(lf)
+            elif state == _CHUNK_DATA:
+                available = len(buf) - self._pos
+                if not available:
+                    self._need_more()
+                    return None
+                take = min(available, self._remaining)
+                piece = bytes(buf[self._pos:self._pos + take])
+                self._pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _CHUNK_DATA_END
+                return piece
+            elif state == _CHUNK_DATA_END:
+                if len(buf) - self._pos < 2:
+                    if len(buf) > self._pos and buf[self._pos] != 13:
+                        raise BadRequest("chunk data not followed by CRLF")
+                    self._need_more()
+                    return None
+                if buf[self._pos] != 13 or buf[self._pos + 1] != 10:
+                    raise BadRequest("chunk data not followed by CRLF")
+                self._pos += 2
+                self._scan = self._pos
+                self._state = _CHUNK_SIZE
+            else:  # _TRAILERS
+                lf = self._next_line(
+                    self.max_header_bytes - self._field_bytes, HeaderFieldsTooLarge, "trailer block"
+                )
+                if lf < 0:
+                    self._need_more()
+                    return None
+                if lf == self._pos + 1:
+                    self._pos = lf + 1
+                    return self._end_of_stream()
+                self._field_line(lf, self._trailers)
+
     def _need_more(self) -> None:
         # Raises if EOF came in the middle of a request; else the caller returns None.
         if self._eof and (self._method is not None or self._pos < len(self._buf)):
@@ -519,7 +687,8 @@ class RequestParser:
                 else:
                     self._expect = True
 
-    def _end_of_head(self) -> None:
+    def _end_of_head(self) -> bool:
+        """Check the head; True when it goes out first (rule 6), its body to come."""
         version = self._version
         if version == "1.1":
             if self._hosts != 1:
@@ -540,20 +709,27 @@ class RequestParser:
             if self._content_length != -1:
                 raise BadRequest("both Content-Length and Transfer-Encoding")
             self._chunked = _is_chunked(self._te)
+            if self.head_first:
+                self._state = _DECIDE
+                return True
             self._state = _CHUNK_SIZE
             self._scan = self._pos
             self._field_bytes = 0
         elif self._content_length > 0:
+            self._remaining = self._content_length
+            if self.head_first:
+                self._state = _DECIDE
+                return True
             if self._content_length > self.max_body_bytes:
                 raise ContentTooLarge(f"body larger than {self.max_body_bytes} bytes")
-            self._remaining = self._content_length
             self._state = _BODY
         else:
             self._state = _BODY
             self._remaining = 0
-            return
+            return False
         if self._expect and version == "1.1":
             self._continue_pending = True
+        return False
 
     def _chunk_size_line(self, lf: int) -> None:
         buf = self._buf
@@ -568,10 +744,25 @@ class RequestParser:
             self._field_bytes = 0
             return
         self._body_len += size
-        if self._body_len > self.max_body_bytes:
-            raise ContentTooLarge(f"body larger than {self.max_body_bytes} bytes")
+        if self._body_len > self._body_limit:
+            raise ContentTooLarge(f"body larger than {self._body_limit} bytes")
         self._remaining = size
         self._state = _CHUNK_DATA
+
+    def _head_only(self) -> ParsedRequest:
+        # The trailers list is the message's own: a streamed body's trailers land in it.
+        return ParsedRequest(
+            self._method, self._target, self._version, self._headers, b"",
+            self._trailers, self._keep_alive,
+        )
+
+    def _end_of_stream(self) -> bytes:
+        self._continue_pending = False
+        keep_alive = self._keep_alive
+        self._reset_message()
+        self._scan = self._pos
+        self._state = _HEAD if keep_alive else _CLOSED
+        return b""
 
     def _finish(self, body: bytes) -> ParsedRequest:
         request = ParsedRequest(

@@ -13,6 +13,25 @@ not acceptable; after an error the parser is dead and raises the same error agai
 request whose ``keep_alive`` is false, ``next_request()`` returns ``None`` for good (the
 server closes after answering it).
 
+Streamed bodies: with ``RequestParser(head_first=True)`` a request with a body comes out
+as soon as its head is complete (``body == b""``, ``body_pending()`` True) and the caller
+decides, per request, what to do with the body::
+
+    parser = RequestParser(head_first=True, max_streamed_body_bytes=None)
+    parser.feed(data)
+    request = parser.next_request()
+    if request is not None and parser.body_pending():
+        if wants_stream(request):          # conduit: the route is an ASGI app
+            parser.stream_body()           # may raise 413 (Content-Length over the limit)
+            while piece := parser.next_body():   # bytes; None: feed more; b"": the end
+                ...
+        else:
+            parser.buffer_body()           # may raise 413; next_request() returns it whole
+
+The same bytes give the same requests and the same errors at the same points either way
+(with equal limits); ``max_streamed_body_bytes`` (None: unbounded) bounds streamed bodies,
+``max_body_bytes`` whole ones. The rules are 6-10 in ``_parser_py.py``.
+
 The implementation is chosen by ``conduit._ext`` (compiled ``_parser_c`` or pure
 ``_parser_py``); both follow the rules written at the top of ``_parser_py.py``.
 """
@@ -35,6 +54,9 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 # only bound the header block's size (here max_header_bytes), so no lower than theirs.
 DEFAULT_MAX_HEADER_COUNT = 2000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A streamed body (an ASGI app's, read as it arrives) is unbounded unless a limit is set,
+# as under uvicorn; the parser then counts up to MAX_STREAMED_BODY_BYTES.
+DEFAULT_MAX_STREAMED_BODY_BYTES = None
 
 __all__ = [
     "RequestParser",
@@ -43,4 +65,5 @@ __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_HEADER_COUNT",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_STREAMED_BODY_BYTES",
 ]

@@ -15,10 +15,30 @@ Theory of operation
    percent-decoded, raw_path, query_string, root_path, raw header pairs with lowercased
    names, client, server, scheme, http_version, and a shallow copy of the lifespan
    ``state``).
-3. ``receive()``: first the request body (the whole body, which the parser has already
-   bounded by ``max_body_bytes``, as one ``http.request`` with ``more_body`` false); after
-   that it waits, and returns ``http.disconnect`` once the response is complete or the
-   client has gone away (EOF, reset): promptly, it is woken by the connection.
+3. ``receive()``: first the request body, streamed as it arrives (as uvicorn does): the
+   connection hands the cycle each piece the parser de-chunks (``body_piece``, then
+   ``body_end``; conduit.server.connection rule 9), and ``receive()`` returns what has
+   arrived since the last call as one ``http.request`` (``more_body`` true), waiting when
+   nothing has; the last one has ``more_body`` false. A body that came with its head is
+   one message, as before; a request without a body gets ``b""``, ``more_body`` false.
+   - The body is bounded by ``max_streamed_body_bytes`` (default: none), not by
+     ``max_body_bytes``; past it, a 413 (conduit's own routes keep their whole bodies and
+     ``max_body_bytes``).
+   - Flow control: above ``BODY_HIGH_WATER_BYTES`` (64 KiB) waiting for the app, the
+     connection stops reading the socket; ``receive()`` taking them resumes it.
+   - ``Expect: 100-continue``: the ``100 Continue`` goes out when the app first calls
+     ``receive()`` with nothing of the body there yet (uvicorn's rule), so an app that
+     answers without reading (a 401, a 413 of its own) never invites the body; such a
+     response carries ``Connection: close``, since the client may then send the body or
+     not.
+   - The client goes away before the body is complete, or sends bad framing (a 400; the
+     app's response is dropped): ``http.disconnect``. A body that was complete is
+     delivered first.
+   - An app that answers without reading its body is served as usual: the connection
+     drops the rest (up to ``max_body_bytes`` more, else it closes) before the next
+     request.
+   After the body it waits, and returns ``http.disconnect`` once the response is complete
+   or the client has gone away (EOF, reset): promptly, it is woken by the connection.
 4. ``send()``: ``http.response.start`` is held until the first body message, so a
    response whose body comes in one message gets a ``Content-Length`` and goes out in one
    write. A response with the app's own ``Content-Length`` is sent as is; any other is
@@ -129,6 +149,12 @@ class ASGIApp:
         self.state: dict = {}
         self.server = None
         self._lifespan: _Lifespan | None = None
+
+    # For the server (conduit.server.connection rule 9): every request's body is streamed.
+    may_stream_bodies = True
+
+    def streams_body(self, request) -> bool:
+        return True
 
     def __call__(self, request, client) -> ASGICall:
         server = self.server
@@ -262,9 +288,10 @@ class ASGICycle:
     __slots__ = ("conn", "call", "transport", "head_only", "version", "task",
                  "_body_sent", "_start", "_head_sent", "_chunked", "_length", "_sent",
                  "_finished", "_gone", "_paused", "_drained", "_done_waiter",
-                 "_close_after")
+                 "_close_after", "streamed", "_pieces", "body_buffered", "_body_complete",
+                 "expect_continue")
 
-    def __init__(self, conn, call: ASGICall, head_only: bool) -> None:
+    def __init__(self, conn, call: ASGICall, head_only: bool, streamed: bool = False) -> None:
         self.conn = conn
         self.call = call
         self.transport = conn.transport
@@ -283,6 +310,13 @@ class ASGICycle:
         self._drained: asyncio.Future | None = None
         self._done_waiter: asyncio.Future | None = None
         self._close_after = False
+        # A streamed body (rule 3): the pieces not yet received, their size, whether the
+        # last has come, and whether the client waits for 100 Continue.
+        self.streamed = streamed
+        self._pieces: list = []
+        self.body_buffered = 0
+        self._body_complete = not streamed
+        self.expect_continue = False
 
     def start(self, driver) -> None:
         call = self.call
@@ -306,9 +340,26 @@ class ASGICycle:
         self.resume()  # a send() waiting on backpressure returns (and writes nothing)
         self._wake_receive()
 
+    def body_piece(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self.body_buffered += len(piece)
+        self.expect_continue = False  # the client is sending: no 100 needed
+        self._wake_receive()
+
+    def body_end(self) -> None:
+        self._body_complete = True
+        self.expect_continue = False
+        self._wake_receive()
+
+    @property
+    def head_sent(self) -> bool:
+        return self._head_sent
+
     # -- the app's side (rules 3-4) ------------------------------------------------------
     async def receive(self) -> dict:
         if not self._body_sent:
+            if self.streamed:
+                return await self._receive_body()
             self._body_sent = True
             return {"type": "http.request", "body": self.call.body, "more_body": False}
         if not (self._finished or self._gone):
@@ -318,6 +369,32 @@ class ASGICycle:
             finally:
                 self._done_waiter = None
         return {"type": "http.disconnect"}
+
+    async def _receive_body(self) -> dict:
+        while True:
+            if self._finished or (self._gone and not self._body_complete):
+                self._body_sent = True  # the rest of the body will never be received
+                return {"type": "http.disconnect"}
+            if self._pieces:
+                pieces = self._pieces
+                body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces.clear()
+                self.body_buffered = 0
+                more = not self._body_complete
+                self._body_sent = not more
+                self.conn.body_taken()
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self._body_complete:
+                self._body_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.expect_continue:
+                self.expect_continue = False
+                self.conn.send_continue()
+            waiter = self._done_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._done_waiter = None
 
     def _wake_receive(self) -> None:
         waiter = self._done_waiter
@@ -378,6 +455,11 @@ class ASGICycle:
         length = None
         transfer = False
         keep_alive = self.conn.keep_alive and not self.conn.server.draining
+        if self.expect_continue:
+            # rule 3: the client waits for 100 Continue and gets this instead: it may send
+            # the body now or never, so nothing after this response can be framed safely.
+            self.expect_continue = False
+            keep_alive = False
         for pair in start.get("headers", ()):
             name, value = bytes(pair[0]), bytes(pair[1])
             if _field_name(name) is None or _bad_in_value(value) is not None:

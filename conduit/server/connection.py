@@ -26,6 +26,25 @@ Theory of operation
 8. Drain (server shutdown): ``send_retry`` writes a ``retry:`` field line into an open
    stream (between whole chunks) just before ``drain`` ends it cleanly; the server decides
    when (in waves, see ``conduit.server.server``).
+9. Streamed request bodies (an ASGI app's; conduit.server.asgi rule 3). When the app says
+   some requests may go to an ASGI app (``may_stream_bodies``), the parser runs head first
+   (``conduit.http._parser_py`` rules 6-10): a request with a body comes out at the end of
+   its head, and ``app.streams_body(head)`` decides. False (conduit's own routes): the
+   body is read whole, as always. True: ``stream_body()`` (413 at once if the declared
+   length is over ``max_streamed_body_bytes``), the request is dispatched at once, and
+   every piece the parser yields goes to the ASGI cycle (``_pump_body``), as it arrives.
+   a. Flow control: while more than ``BODY_HIGH_WATER_BYTES`` of body wait for the app's
+      ``receive()``, reading is paused; the app taking them resumes it. So an upload
+      costs at most about that much memory (plus one read), whatever its size.
+   b. A bad piece of framing (or the limit, or EOF) mid-body: the app gets
+      ``http.disconnect``; the client gets the 400/413 and the close if the app's
+      response has not started, else just the close.
+   c. The request timeout still runs from the request's first byte until its body is
+      complete (a 408 as in rule 4 when nothing was answered yet), except while reading
+      is paused for the app: that time is the app's, not the client's.
+   d. The response is complete before the body (the app did not read it all): the rest
+      is read and dropped, up to ``max_body_bytes`` more, then the next request is
+      served; past that, or without keep-alive, the connection is closed.
 """
 
 from __future__ import annotations
@@ -50,6 +69,9 @@ access_log = logging.getLogger("conduit.access")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_BUFFERED_BYTES = 1024 * 1024
+# A streamed request body waiting for the app's receive() beyond this: reading pauses
+# (rule 9a; uvicorn's HIGH_WATER_LIMIT for the same thing).
+BODY_HIGH_WATER_BYTES = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Query parameters whose values never reach a log line (an app may name more, see
 # ``redact_target``): RFC 6750's name for a bearer token in a URL.
@@ -85,6 +107,7 @@ class HTTPConnection:
         "server", "loop", "transport", "parser", "client", "busy", "closed", "eof",
         "request", "stream", "task", "keep_alive", "request_started", "last_active",
         "buffered", "_processing", "paused_since", "paused_size", "asgi",
+        "head_first", "streaming", "body_clock", "read_paused_at", "drain_left",
     )
 
     def __init__(self, server) -> None:
@@ -93,7 +116,9 @@ class HTTPConnection:
         # NOTE: None only until connection_made, which the transport calls before any other
         # callback (the protocol contract): typed as what every method sees, as uvicorn does.
         self.transport: Transport = None  # type: ignore[assignment]
-        self.parser = RequestParser(**server.config.parser_limits())
+        # rule 9: read heads first when some request's body may be streamed to an ASGI app
+        self.head_first = bool(getattr(server.app, "may_stream_bodies", False))
+        self.parser = RequestParser(**server.config.parser_limits(), head_first=self.head_first)
         self.client = ("", 0)
         self.busy = False
         self.closed = False
@@ -109,6 +134,10 @@ class HTTPConnection:
         self.paused_since = 0.0  # when the outbox went above high water (0: it is not)
         self.paused_size = 0  # the smallest outbox size seen since (progress resets the clock)
         self.asgi: ASGICycle | None = None  # the ASGI exchange in progress (conduit.server.asgi)
+        self.streaming = False  # a streamed request body is still arriving (rule 9)
+        self.body_clock = 0.0  # its request's first byte (the request timeout, rule 9c)
+        self.read_paused_at = 0.0  # when reading was paused for the app (rule 9a), else 0
+        self.drain_left = -1  # >= 0: the response is done; drop at most this much more (9d)
 
     # -- transport callbacks -----------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -120,6 +149,10 @@ class HTTPConnection:
     def data_received(self, data: bytes) -> None:
         now = self.loop.time()
         self.last_active = now
+        if self.streaming:  # the body of the request in progress (rule 9)
+            self.parser.feed(data)
+            self._pump_body()
+            return
         if self.busy:
             self.buffered += len(data)
             if self.buffered > MAX_BUFFERED_BYTES:
@@ -133,6 +166,9 @@ class HTTPConnection:
     def eof_received(self) -> None:
         self.eof = True
         self.parser.feed(b"")
+        if self.streaming:
+            self._pump_body()  # the body is cut short: a 400 and http.disconnect (rule 9b)
+            return
         if self.asgi is not None:
             # The client went away (uvicorn's reading of EOF too): the app gets
             # http.disconnect, and what it still sends is dropped.
@@ -178,6 +214,14 @@ class HTTPConnection:
             while not self.busy and not self.closed and not self.transport.is_closing():
                 try:
                     request = self.parser.next_request()
+                    if (request is not None and self.head_first
+                            and self.parser.body_pending()):  # rule 9: stream or read whole
+                        if self.server.app.streams_body(request):
+                            self.parser.stream_body()
+                            self._dispatch_streamed(request)
+                            continue
+                        self.parser.buffer_body()
+                        continue
                 except ProtocolError as exc:
                     self._reject(exc)
                     return
@@ -212,6 +256,100 @@ class HTTPConnection:
                           self._logged_target(request))
             result = Response({"error": "internal server error"}, status=500)
         self._handle_result(result)
+
+    def _dispatch_streamed(self, request) -> None:
+        """Dispatch a request whose body is still to come, then feed it what is here."""
+        self.streaming = True
+        self.body_clock = self.request_started or self.loop.time()
+        self.drain_left = -1
+        expect_continue = self.parser.needs_continue()  # the cycle sends it (asgi rule 3)
+        self._dispatch(request)
+        cycle = self.asgi
+        if cycle is not None and cycle.streamed:
+            cycle.expect_continue = expect_continue
+        if self.streaming and not self.closed:
+            self._pump_body()
+
+    def _pump_body(self) -> None:
+        """Hand the streamed body's pieces that have arrived to the app (rule 9)."""
+        parser = self.parser
+        while True:
+            try:
+                piece = parser.next_body()
+            except ProtocolError as exc:
+                self._body_failed(exc)
+                return
+            if piece is None:
+                break
+            if not piece:
+                self._body_complete()
+                return
+            cycle = self.asgi
+            if self.drain_left >= 0 or cycle is None:
+                # rule 9d: the response is done (or there is no cycle): dropped, within limits
+                self.drain_left -= len(piece)
+                if self.drain_left < 0:
+                    self._close_after_response("the rest of an unread request body is larger "
+                                               "than max_body_bytes")
+                    return
+                continue
+            cycle.body_piece(piece)
+        cycle = self.asgi
+        if (cycle is not None and not self.read_paused_at
+                and cycle.body_buffered > BODY_HIGH_WATER_BYTES):
+            self.read_paused_at = self.loop.time()  # rule 9a (and 9c: the clock stops)
+            self.transport.pause_reading()
+
+    def body_taken(self) -> None:
+        """The ASGI app took the body buffered for it: read on (rule 9a)."""
+        if self.read_paused_at:
+            self.body_clock += self.loop.time() - self.read_paused_at
+            self.read_paused_at = 0.0
+            if not self.eof:
+                self.transport.resume_reading()
+
+    def send_continue(self) -> None:
+        """The ASGI app wants its body and the client waits for ``100 Continue``."""
+        self.transport.write(CONTINUE)
+
+    def _body_complete(self) -> None:
+        self.streaming = False
+        self.body_clock = 0.0
+        self.body_taken()  # what comes next is the next request's (bounded as in rule 2)
+        if self.drain_left >= 0:  # rule 9d: the response was done first: on to the next
+            self.drain_left = -1
+            self._request_done()
+            return
+        if self.asgi is not None:
+            self.asgi.body_end()
+
+    def _body_failed(self, exc: ProtocolError) -> None:
+        """Rule 9b: the streamed body is refused (bad framing, a limit, EOF, the timeout)."""
+        self.streaming = False
+        cycle = self.asgi
+        if cycle is not None:
+            cycle.disconnected()
+        if (cycle is not None and cycle.head_sent) or self.drain_left >= 0:
+            # a response is on the wire: no other can follow; the close says it
+            self.drain_left = -1
+            self._close_after_response(f"{exc.reason} (would answer {exc.status})")
+            return
+        if exc.status == 408:
+            log.info("%s:%d - %s; closing", self.client[0], self.client[1], exc.reason)
+            self.server.count_error(408)
+            body = b"request timeout\n"
+            self.transport.writelines((build_head(
+                408, [("Content-Type", "text/plain; charset=utf-8")], "1.1",
+                (("Content-Length", str(len(body))), ("Connection", "close"))), body))
+            self.transport.close()
+            return
+        self._reject(exc)
+
+    def _close_after_response(self, why: str) -> None:
+        log.info("%s:%d - %s; closing the connection", self.client[0], self.client[1], why)
+        self.streaming = False
+        self.keep_alive = False
+        self.transport.close()
 
     def _handle_result(self, result) -> None:
         if type(result) is Response:
@@ -276,7 +414,8 @@ class HTTPConnection:
     # -- ASGI (conduit.server.asgi) -------------------------------------------------------
     def _start_asgi(self, call: ASGICall) -> None:
         assert self.request is not None
-        cycle = self.asgi = ASGICycle(self, call, self.request.method == "HEAD")
+        cycle = self.asgi = ASGICycle(self, call, self.request.method == "HEAD",
+                                      streamed=self.streaming)
         cycle.start(self.loop.driver)
 
     def asgi_started(self, status: int) -> None:
@@ -357,6 +496,16 @@ class HTTPConnection:
                 log.exception("error in a stream's on_close callback")
 
     def _request_done(self) -> None:
+        if self.streaming:
+            # Rule 9d: the response is complete before its request's body was.
+            if not self.keep_alive or self.server.draining:
+                self._close_after_response("response complete before its request body")
+                return
+            if self.drain_left < 0:
+                self.drain_left = self.parser.max_body_bytes
+                self.body_taken()
+                self._pump_body()  # what is here already; the rest as it comes
+            return
         self.busy = False
         self.request = None
         self.transport.resume_reading()
@@ -428,6 +577,12 @@ class HTTPConnection:
                             now - self.paused_since)
                 self.server.write_timeouts += 1
                 self.transport.abort()
+                return True
+        if self.streaming and self.body_clock and not self.read_paused_at:
+            if now - self.body_clock > config.request_timeout_seconds:  # rule 9c
+                self._body_failed(ProtocolError(
+                    f"request body not received within {config.request_timeout_seconds:.0f} s",
+                    status=408))
                 return True
         if self.busy:
             return False

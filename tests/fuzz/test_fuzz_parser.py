@@ -113,3 +113,86 @@ def test_twins_agree_on_everything(data):
         pure = run(TWINS["pure"], pieces, lims, wrap)
         compiled = run(TWINS["compiled"], pieces, lims, wrap)
         assert compiled == pure, pieces
+
+
+# --- head first (rules 6-10 of _parser_py): the same requests and errors either way --------
+
+def run_head_first(mod, pieces, limits, mode, wrap=bytes):
+    """``run`` with ``head_first=True``: each pending body read whole (``mode`` "buffer")
+    or streamed and joined (``mode`` "stream", with ``max_streamed_body_bytes`` equal to
+    ``max_body_bytes``). Also returns each streamed body's pieces."""
+    limits = dict(limits)
+    if mode == "stream":
+        limits["max_streamed_body_bytes"] = limits.get("max_body_bytes", 1024 * 1024)
+    parser = mod.RequestParser(**limits, head_first=True)
+    requests, trace, bodies = [], [], []
+    fed = 0
+    head = None  # a streamed request whose body is arriving
+    parts: list = []
+    try:
+        for piece in [piece for piece in pieces if piece] + [b""]:
+            parser.feed(wrap(piece))
+            fed += len(piece)
+            while True:
+                if head is not None:
+                    part = parser.next_body()
+                    if part is None:
+                        break
+                    if part:
+                        assert type(part) is bytes
+                        parts.append(part)
+                        continue
+                    assert head.body == b""
+                    whole = as_req(head)._replace(body=b"".join(parts))
+                    requests.append(whole)
+                    bodies.append(parts)
+                    head, parts = None, []
+                    continue
+                request = parser.next_request()
+                if request is None:
+                    break
+                if parser.body_pending():
+                    assert request.body == b""
+                    if mode == "stream":
+                        parser.stream_body()
+                        head = request
+                    else:
+                        parser.buffer_body()
+                    continue
+                requests.append(as_req(request))
+                assert len(requests) < MAX_REQUESTS, "next_request() keeps returning"
+            trace.append((parser.has_partial(), parser.needs_continue()))
+    except ProtocolError as exc:
+        check_error(exc)
+        return requests, (type(exc).__name__, exc.status, exc.reason, fed), trace, bodies
+    return requests, None, trace, bodies
+
+
+@fuzz_settings()
+@given(data=st.data())
+def test_head_first_gives_the_same_requests_and_errors(twin, data):
+    raw = data.draw(inputs, label="input")
+    lims = data.draw(limits, label="limits")
+    pieces = cut(raw, data.draw(split_points(raw), label="cuts"))
+    wrap = data.draw(wrappers, label="as")
+    plain = run(twin, pieces, lims, wrap)
+    buffered = run_head_first(twin, pieces, lims, "buffer", wrap)
+    # Read whole, a head-first body is exactly a plain one: requests, error, trace.
+    assert buffered[:3] == plain, pieces
+    streamed = run_head_first(twin, pieces, lims, "stream", wrap)
+    assert streamed[:2] == plain[:2], pieces
+    for parts in streamed[3]:  # pieces follow the reads: never more than were fed
+        assert len(parts) <= len(pieces) + 1
+
+
+@needs_both
+@fuzz_settings()
+@given(data=st.data())
+def test_twins_agree_on_streamed_bodies(data):
+    raw = data.draw(inputs, label="input")
+    lims = data.draw(limits, label="limits")
+    pieces = cut(raw, data.draw(split_points(raw), label="cuts"))
+    for mode in ("buffer", "stream"):
+        pure = run_head_first(TWINS["pure"], pieces, lims, mode)
+        compiled = run_head_first(TWINS["compiled"], pieces, lims, mode)
+        assert compiled == pure, (mode, pieces)

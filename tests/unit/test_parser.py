@@ -1250,3 +1250,91 @@ def test_has_partial_is_false_after_an_error_or_a_closing_request(http_parser):
     with pytest.raises(ProtocolError):
         p.next_request()
     assert not p.has_partial()
+
+
+# --- head first (rules 6-10): the caller's side of the contract ------------------------
+
+def test_head_first_streams_a_chunked_body_with_its_trailers(http_parser):
+    parser = http_parser.RequestParser(head_first=True)
+    parser.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc")
+    head = parser.next_request()
+    assert (head.method, head.target, head.body) == ("POST", "/up", b"")
+    assert parser.body_pending()
+    parser.stream_body()
+    assert not parser.body_pending()
+    assert parser.next_body() == b"abc"
+    assert parser.next_body() is None
+    parser.feed(b"\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert parser.next_body() == b"de"
+    assert parser.next_body() == b""
+    assert list(head.trailers) == [(b"x-sum", b"5")]
+    nxt = parser.next_request()
+    assert (nxt.method, nxt.target, parser.body_pending()) == ("GET", "/next", False)
+
+
+def test_head_first_calls_out_of_turn_are_runtime_errors(http_parser):
+    parser = http_parser.RequestParser(head_first=True)
+    with pytest.raises(RuntimeError):
+        parser.next_body()
+    with pytest.raises(RuntimeError):
+        parser.stream_body()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    parser.next_request()
+    with pytest.raises(RuntimeError):
+        parser.next_request()  # the choice is due
+    parser.buffer_body()
+    with pytest.raises(RuntimeError):
+        parser.next_body()
+    assert parser.next_request() is None
+    parser.feed(b"cd")
+    assert parser.next_request().body == b"abcd"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_streamed_and_whole_bodies_have_their_own_limits(http_parser, chunked):
+    body = b"x" * 100
+    framing = (b"Transfer-Encoding: chunked\r\n\r\n64\r\n" + body + b"\r\n0\r\n\r\n"
+               if chunked else b"Content-Length: 100\r\n\r\n" + body)
+    data = b"POST / HTTP/1.1\r\nHost: a\r\n" + framing
+    # max_body_bytes bounds a body read whole, not a streamed one (None: unbounded) ...
+    parser = http_parser.RequestParser(head_first=True, max_body_bytes=10)
+    parser.feed(data)
+    parser.next_request()
+    parser.stream_body()
+    got = []
+    while (piece := parser.next_body()):
+        got.append(piece)
+    assert b"".join(got) == body
+    parser = http_parser.RequestParser(head_first=True, max_body_bytes=10)
+    parser.feed(data)
+    parser.next_request()
+    with pytest.raises(ProtocolError) as whole:
+        parser.buffer_body()
+        parser.next_request()
+    assert whole.value.status == 413
+    # ... and max_streamed_body_bytes a streamed one: a 413 too, and the parser is dead.
+    parser = http_parser.RequestParser(head_first=True, max_streamed_body_bytes=99)
+    parser.feed(data)
+    parser.next_request()
+    with pytest.raises(ProtocolError) as streamed:
+        parser.stream_body()
+        while parser.next_body():
+            pass
+    assert streamed.value.status == 413
+    with pytest.raises(ProtocolError):
+        parser.next_body()
+
+
+def test_head_first_refused_limit_sends_no_100_continue(http_parser):
+    parser = http_parser.RequestParser(head_first=True, max_streamed_body_bytes=5)
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n")
+    parser.next_request()
+    assert not parser.needs_continue()  # not before the choice
+    with pytest.raises(ProtocolError) as exc:
+        parser.stream_body()
+    assert exc.value.status == 413 and not parser.needs_continue()
+    parser = http_parser.RequestParser(head_first=True)
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n")
+    parser.next_request()
+    parser.stream_body()
+    assert parser.needs_continue()
