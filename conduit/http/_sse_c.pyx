@@ -37,12 +37,25 @@ How this twin is fast
 8. A number held in one 30-bit digit (every id and counter below a billion) is read from the
    int object in place (``conduit_compact_long``); larger ones go through
    ``PyLong_AsLongLongAndOverflow``.
-9. ``SSEEvent(data, event=..., id=...)`` is called through the type's ``tp_vectorcall``
-   (``_sse_vectorcall``, at the end of this file): no argument tuple, no keyword dict, no
-   keyword parsing. A generator that yields one event per item spends about a quarter of
-   its time building the event, and this was most of that.
+9. ``SSEEvent(data, event=..., id=...)`` (and the seed's ``SSEEvent(data=..., ...)``) is
+   called through the type's ``tp_vectorcall`` (``_sse_vectorcall``, at the end of this
+   file): no argument tuple, no keyword dict, no keyword parsing. A generator that
+   yields one event per item spends about a quarter of its time building the event,
+   and this was most of that.
 10. Short copies (an event name, a short str) are two overlapping 4- or 8-byte moves, not
     a call into libc's memcpy; a number's length comes from its bit length.
+11. JSON data (rule 2's "any other value") is written by this module's own encoder,
+    straight as UTF-8 into a buffer on the stack (``_json_write``; the heap past 1 KiB),
+    then copied into the frame: no str, no chunk list, no join, no UTF-8 pass. It gives
+    the json module's bytes exactly for exact dict (str keys), list, tuple, str, int (in
+    a long long), float, bool and None, 64 levels deep; for anything else (subclasses,
+    other keys, NaN, big ints, lone surrogates, cycles, unknown types) it gives up and the
+    json module encodes the whole value, so the text or the exception is the same as
+    without it. Strings are read from the str's own storage, not through a cached UTF-8
+    copy; most floats are written by ``_short_float`` (its docstring says why it is
+    float.__repr__), the rest by ``PyOS_double_to_string``, as repr does. An ``SSEEvent``
+    keeps the frame and decodes its data text from it when ``.data`` is first read. A
+    small dict event: ~2.4 us with the json module, ~0.12 us here (bench/micro_json.py).
 """
 
 cimport cython
@@ -63,8 +76,9 @@ from cpython.unicode cimport (
     PyUnicode_DecodeUTF8,
     PyUnicode_FromStringAndSize,
 )
-from libc.stdint cimport uint64_t
-from libc.string cimport memchr, memcpy
+from libc.math cimport fabs, isfinite, signbit
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memchr, memcpy, strlen
 
 import json
 
@@ -144,6 +158,16 @@ cdef extern from *:
         if (v >= 10) memcpy(p - 2, pairs + 2 * v, 2);
         else p[-1] = (char)('0' + v);
     }
+    /* Rule 11: a str built through the legacy (wchar_t) API may not be "ready" (have its
+       compact form) before 3.12; from 3.12 on every str is. -1 with an error set. */
+    static inline int conduit_str_ready(PyObject *s) {
+    #if PY_VERSION_HEX < 0x030C0000
+        return PyUnicode_READY(s);
+    #else
+        (void)s;
+        return 0;
+    #endif
+    }
     /* Decimal length of u (u <= 2**63): log10 from the bit length, one compare to fix. */
     static inline Py_ssize_t conduit_ull_len(unsigned long long u,
                                              const unsigned long long *pow10) {
@@ -158,10 +182,14 @@ cdef extern from *:
     char* conduit_put(char* w, const char* s, Py_ssize_t n) noexcept nogil
     void conduit_digits(char* end, unsigned long long u, const char* pairs) noexcept nogil
     Py_ssize_t conduit_ull_len(unsigned long long u, const unsigned long long* pow10) noexcept nogil
+    int conduit_str_ready(PyObject* s) noexcept
+    # The same as conduit_compact_long, for the JSON encoder's borrowed references.
+    bint _compact_long_ref "conduit_compact_long"(PyObject* v, long long* out) noexcept
 
 # NOTE: json.dumps with non-default arguments builds a JSONEncoder per call; this one
 # encoder gives the same output as json.dumps(value, separators=(",", ":"),
-# ensure_ascii=False).
+# ensure_ascii=False). Rule 11's encoder gives its bytes for the common values and hands
+# it every other.
 # allow_nan=False: NaN/Infinity are not JSON, and the browser's JSON.parse rejects them.
 _JSON_ENCODE = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -447,6 +475,423 @@ cdef str _decode_data(object raw):
         ) from exc
 
 
+# -- rule 11: compact JSON written straight as UTF-8 ---------------------------------------
+# The same bytes as _JSON_ENCODE(value).encode("utf-8") for the values events usually carry;
+# anything else, and anything that would fail, is left to the json module (_data_text), so
+# the text or the exception is exactly what it is without this encoder.
+
+cdef extern from "Python.h":
+    # Borrowed references only. The encoder calls no Python code and creates no object
+    # (so the collector cannot run either), hence nothing it looks at can be freed or
+    # changed under it: a dict's items and a list's elements stay put while it reads them.
+    PyTypeObject* _type_of "Py_TYPE"(PyObject* o) noexcept
+    bint _dict_next "PyDict_Next"(
+        PyObject* d, Py_ssize_t* pos, PyObject** key, PyObject** value) noexcept
+    Py_ssize_t _list_size "PyList_GET_SIZE"(PyObject* o) noexcept
+    PyObject* _list_item "PyList_GET_ITEM"(PyObject* o, Py_ssize_t i) noexcept
+    Py_ssize_t _tuple_size "PyTuple_GET_SIZE"(PyObject* o) noexcept
+    PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject* o, Py_ssize_t i) noexcept
+    long long _long_as_ll "PyLong_AsLongLongAndOverflow"(PyObject* o, int* overflow) noexcept
+    double _float_value "PyFloat_AS_DOUBLE"(PyObject* o) noexcept
+    # float.__repr__'s own call. NULL (MemoryError set) on failure, checked by hand.
+    char* _double_repr "PyOS_double_to_string"(
+        double value, char code, int precision, int flags, int* kind) noexcept
+    int Py_DTSF_ADD_DOT_0
+    Py_ssize_t _str_length "PyUnicode_GET_LENGTH"(PyObject* s) noexcept
+    int _str_kind "PyUnicode_KIND"(PyObject* s) noexcept
+    void* _str_data "PyUnicode_DATA"(PyObject* s) noexcept
+    bint _str_is_ascii "PyUnicode_IS_ASCII"(PyObject* s) noexcept
+    uint32_t _str_read "PyUnicode_READ"(int kind, void* data, Py_ssize_t i) noexcept
+    void* PyMem_Malloc(size_t n) noexcept
+    void* PyMem_Realloc(void* p, size_t n) noexcept
+    void PyMem_Free(void* p) noexcept
+    # NOTE: <PyObject*>True would be the C constant 1, not the object.
+    PyObject* _TRUE "Py_True"
+    PyObject* _FALSE "Py_False"
+
+cdef enum:
+    # Room on _build's stack for the JSON of an event: a typical one needs no allocation.
+    _JSON_STACK_BYTES = 1024
+    # Containers nested deeper than this (a cycle, say) are left to the json module, which
+    # reports a cycle or recursion its own way.
+    _JSON_MAX_DEPTH = 64
+
+
+cdef struct _JsonOut:
+    char* p            # the bytes written: the caller's stack buffer, or the heap once grown
+    Py_ssize_t n       # how many
+    Py_ssize_t cap     # room at p
+    bint heap          # p is from PyMem_Malloc, and the caller frees it
+
+
+# How the json module writes each ASCII character inside a string with ensure_ascii=False:
+# 0 as it is, else the letter after the backslash ('u': \u00xx, in lowercase hex).
+cdef char _JSON_ESCAPE[128]
+for _c in range(128):
+    _JSON_ESCAPE[_c] = ord("u") if _c < 0x20 else 0
+for _c, _letter in ((0x22, b'"'), (0x5C, b'\\'), (0x08, b'b'), (0x0C, b'f'), (0x0A, b'n'),
+                    (0x0D, b'r'), (0x09, b't')):
+    _JSON_ESCAPE[_c] = ord(_letter)
+del _c, _letter
+
+cdef const char* _HEX_DIGITS = b"0123456789abcdef"
+
+
+cdef int _json_grow(_JsonOut* out, Py_ssize_t need) noexcept:
+    # Room for `need` more bytes, at least doubling; -1 (no error set) if memory ran out.
+    cdef Py_ssize_t cap = 2 * out.cap
+    cdef char* p
+    if cap < out.n + need:
+        cap = out.n + need
+    if out.heap:
+        p = <char*>PyMem_Realloc(out.p, <size_t>cap)
+    else:
+        p = <char*>PyMem_Malloc(<size_t>cap)
+        if p != NULL:
+            memcpy(p, out.p, <size_t>out.n)
+    if p == NULL:
+        return -1
+    out.p = p
+    out.cap = cap
+    out.heap = True
+    return 0
+
+
+cdef inline int _json_room(_JsonOut* out, Py_ssize_t need) noexcept:
+    if out.cap - out.n >= need:
+        return 0
+    return _json_grow(out, need)
+
+
+cdef inline int _json_put(_JsonOut* out, const char* s, Py_ssize_t n) noexcept:
+    if _json_room(out, n) < 0:
+        return -1
+    conduit_put(out.p + out.n, s, n)
+    out.n += n
+    return 0
+
+
+cdef inline char* _json_escape(char* w, uint32_t c) noexcept:
+    # The escape of ASCII character c (one with _JSON_ESCAPE[c] != 0): 2 or 6 bytes.
+    cdef char letter = _JSON_ESCAPE[c]
+    w[0] = b'\\'
+    w[1] = letter
+    if letter != b'u':
+        return w + 2
+    w[2] = b'0'
+    w[3] = b'0'
+    w[4] = _HEX_DIGITS[c >> 4]
+    w[5] = _HEX_DIGITS[c & 15]
+    return w + 6
+
+
+cdef int _json_str(_JsonOut* out, PyObject* s) noexcept:
+    # An exact str as a JSON string, read from the str's own storage (no UTF-8 copy is
+    # made and cached on it). A lone surrogate is not UTF-8: -1, the json module's text
+    # then fails rule 6 as it always did.
+    cdef Py_ssize_t n, i
+    cdef Py_ssize_t run = 0
+    cdef int kind, width
+    cdef void* data
+    cdef const unsigned char* ascii
+    cdef uint32_t c
+    cdef char* w
+    if conduit_str_ready(s) < 0:
+        PyErr_Clear()
+        return -1
+    n = _str_length(s)
+    data = _str_data(s)
+    if _str_is_ascii(s):
+        # Runs of plain characters are copied at once. Room: one byte a character and the
+        # quotes, and more at each escape for the escape and what is still to come.
+        if _json_room(out, n + 2) < 0:
+            return -1
+        ascii = <const unsigned char*>data
+        w = out.p + out.n
+        w[0] = b'"'
+        w += 1
+        for i in range(n):
+            if _JSON_ESCAPE[ascii[i]] == 0:
+                continue
+            w = conduit_put(w, <const char*>ascii + run, i - run)
+            out.n = w - out.p
+            if _json_room(out, 6 + (n - i - 1) + 1) < 0:
+                return -1
+            w = _json_escape(out.p + out.n, ascii[i])
+            run = i + 1
+        w = conduit_put(w, <const char*>ascii + run, n - run)
+        w[0] = b'"'
+        out.n = w + 1 - out.p
+        return 0
+    kind = _str_kind(s)
+    # The most UTF-8 bytes one character of this kind takes (an escape takes up to 6).
+    width = 2 if kind == 1 else (3 if kind == 2 else 4)
+    if _json_room(out, n * width + 2) < 0:
+        return -1
+    w = out.p + out.n
+    w[0] = b'"'
+    w += 1
+    for i in range(n):
+        c = _str_read(kind, data, i)
+        if c < 0x80:
+            if _JSON_ESCAPE[c] == 0:
+                w[0] = <char>c
+                w += 1
+            else:
+                out.n = w - out.p
+                if _json_room(out, 6 + (n - i - 1) * width + 1) < 0:
+                    return -1
+                w = _json_escape(out.p + out.n, c)
+        elif c < 0x800:
+            w[0] = <char>(0xC0 | (c >> 6))
+            w[1] = <char>(0x80 | (c & 0x3F))
+            w += 2
+        elif c < 0x10000:
+            if 0xD800 <= c <= 0xDFFF:
+                return -1
+            w[0] = <char>(0xE0 | (c >> 12))
+            w[1] = <char>(0x80 | ((c >> 6) & 0x3F))
+            w[2] = <char>(0x80 | (c & 0x3F))
+            w += 3
+        else:
+            w[0] = <char>(0xF0 | (c >> 18))
+            w[1] = <char>(0x80 | ((c >> 12) & 0x3F))
+            w[2] = <char>(0x80 | ((c >> 6) & 0x3F))
+            w[3] = <char>(0x80 | (c & 0x3F))
+            w += 4
+    w[0] = b'"'
+    out.n = w + 1 - out.p
+    return 0
+
+
+cdef int _json_int(_JsonOut* out, PyObject* v) noexcept:
+    # An exact int in a long long, in decimal (int.__repr__); a larger one is left to json.
+    cdef long long value
+    cdef int overflow = 0
+    cdef Py_ssize_t n
+    if not _compact_long_ref(v, &value):
+        value = _long_as_ll(v, &overflow)
+        if overflow:
+            return -1
+    n = _ll_len(value)
+    if _json_room(out, n) < 0:
+        return -1
+    _write_ll(value, n, out.p + out.n)
+    out.n += n
+    return 0
+
+
+# The powers of ten a double holds exactly (10**22 is the last).
+cdef double[23] _EXACT_POW10 = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+]
+
+
+cdef Py_ssize_t _short_float(double x, char* w) noexcept:
+    """float.__repr__(x) into w (room for 32 bytes) when x has a short decimal form; its
+    length, or 0 (nothing written) for the others, which go to PyOS_double_to_string.
+
+    repr is the shortest decimal that reads back as x (the nearest such when there are
+    several), in fixed notation from 1e-4 up to 1e16 and in exponent notation outside. For
+    a = |x| in [1e-22, 2**50), try k = 0, 1, 2, ... fractional digits: m = a * 10**k rounded
+    to an integer; m / 10**k (an IEEE division of two exact doubles, so correctly rounded,
+    as reading the decimal back is) equals a exactly when the decimal m * 10**-k reads back
+    as a. The first k that works gives the fewest digits. Why this m is the one to try:
+    while m < 2**50 the product a * 10**k is within 2 * 2**-53 * m (< 0.25) of its exact
+    value, and a decimal that reads back as a is within half an ulp of a, i.e. within
+    10**k * ulp / 2 < m * 2**-53 of the exact product; so rounding the computed product
+    finds it when it exists, and there cannot be two such decimals with k digits (their
+    spacing, 10**-k, is more than an ulp). 0.875, 12.5, 0.1, 19.99 and 1e-07 are found at
+    once; 0.30000000000000004 (17 digits) runs out of k and takes the slow path.
+    """
+    cdef double a = fabs(x)
+    cdef double product
+    cdef long long m = 0
+    cdef unsigned long long whole, fraction
+    cdef int k = 0
+    cdef int j, digits, exponent
+    cdef char* start = w
+    if a == 0.0:
+        if signbit(x):
+            return conduit_put(w, b"-0.0", 4) - start
+        return conduit_put(w, b"0.0", 3) - start
+    if not (1e-22 <= a < 1125899906842624.0):   # 2**50
+        return 0
+    while True:
+        if k > 22:
+            return 0
+        product = a * _EXACT_POW10[k]
+        if product >= 1125899906842624.0:
+            return 0
+        m = <long long>(product + 0.5)
+        if m != 0 and <double>m / _EXACT_POW10[k] == a:
+            break
+        k += 1
+    if x < 0:
+        w[0] = b'-'
+        w += 1
+    if a >= 1e-4:
+        # Fixed notation: whole part, point, k digits (at least one: "12.0").
+        whole = <unsigned long long>m // _POW10[k]
+        fraction = <unsigned long long>m - whole * _POW10[k]
+        w = _write_ll(<long long>whole, _ll_len(<long long>whole), w)
+        w[0] = b'.'
+        if k == 0:
+            w[1] = b'0'
+            return w + 2 - start
+        for j in range(k, 0, -1):
+            w[j] = <char>(48 + <int>(fraction % 10))
+            fraction //= 10
+        return w + k + 1 - start
+    # Exponent notation: m's digits as d[.ddd], then e-XX (two digits at least). m has no
+    # trailing zero (k - 1 digits would have worked), and a < 1e-4 makes the exponent < 0.
+    digits = <int>_ll_len(m)
+    exponent = digits - 1 - k
+    _write_ll(m, digits, w + 1)
+    w[0] = w[1]
+    if digits > 1:
+        w[1] = b'.'
+        w += digits + 1
+    else:
+        w += 1
+    w[0] = b'e'
+    w[1] = b'-'
+    exponent = -exponent
+    if exponent >= 100:
+        w[2] = <char>(48 + exponent // 100)
+        w += 1
+        exponent %= 100
+    w[2] = <char>(48 + exponent // 10)
+    w[3] = <char>(48 + exponent % 10)
+    return w + 4 - start
+
+
+cdef int _json_float(_JsonOut* out, PyObject* v) noexcept:
+    # A finite exact float as float.__repr__ writes it (which is what json writes: 1e+16,
+    # 5e-324, -0.0, 1.0). NaN and the infinities are left to json, which refuses them.
+    cdef double value = _float_value(v)
+    cdef char* text
+    cdef int status
+    cdef Py_ssize_t n
+    if not isfinite(value):
+        return -1
+    if _json_room(out, 32) < 0:
+        return -1
+    n = _short_float(value, out.p + out.n)
+    if n:
+        out.n += n
+        return 0
+    # PERF: float.__repr__'s own call, ~150 ns (it allocates the text): the rare case.
+    text = _double_repr(value, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+    if text == NULL:
+        PyErr_Clear()
+        return -1
+    status = _json_put(out, text, <Py_ssize_t>strlen(text))
+    PyMem_Free(text)
+    return status
+
+
+cdef int _json_dict(_JsonOut* out, PyObject* d, int depth) noexcept:
+    # An exact dict whose keys are all exact strs, in its own order; other keys (which
+    # json converts or refuses) are left to json.
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef char opener = b'{'
+    if depth > _JSON_MAX_DEPTH:
+        return -1
+    while _dict_next(d, &pos, &key, &value):
+        if _type_of(key) != <PyTypeObject*>str:
+            return -1
+        if _json_room(out, 1) < 0:
+            return -1
+        out.p[out.n] = opener   # "{" before the first key, "," before the others
+        out.n += 1
+        opener = b','
+        if _json_str(out, key) < 0 or _json_put(out, b":", 1) < 0:
+            return -1
+        if _json_value(out, value, depth) < 0:
+            return -1
+    if opener == b'{':
+        return _json_put(out, b"{}", 2)
+    return _json_put(out, b"}", 1)
+
+
+cdef int _json_array(_JsonOut* out, PyObject* seq, bint is_list, int depth) noexcept:
+    # An exact list or tuple, as a JSON array.
+    cdef Py_ssize_t i
+    cdef Py_ssize_t n = _list_size(seq) if is_list else _tuple_size(seq)
+    cdef PyObject* item
+    if depth > _JSON_MAX_DEPTH:
+        return -1
+    if _json_put(out, b"[", 1) < 0:
+        return -1
+    for i in range(n):
+        if i and _json_put(out, b",", 1) < 0:
+            return -1
+        # A list cannot change size here: nothing that runs Python code is called.
+        item = _list_item(seq, i) if is_list else _tuple_item(seq, i)
+        if _json_value(out, item, depth) < 0:
+            return -1
+    return _json_put(out, b"]", 1)
+
+
+cdef int _json_value(_JsonOut* out, PyObject* v, int depth) noexcept:
+    # 0 with v's JSON appended to out, or -1 (no error set): v is for the json module.
+    # Exact types only: a subclass may override what json reads (dict.items, ...).
+    cdef PyTypeObject* t = _type_of(v)
+    if t == <PyTypeObject*>str:
+        return _json_str(out, v)
+    if t == <PyTypeObject*>int:
+        return _json_int(out, v)
+    if t == <PyTypeObject*>dict:
+        return _json_dict(out, v, depth + 1)
+    if t == <PyTypeObject*>list:
+        return _json_array(out, v, True, depth + 1)
+    if t == <PyTypeObject*>tuple:
+        return _json_array(out, v, False, depth + 1)
+    if t == <PyTypeObject*>float:
+        return _json_float(out, v)
+    if v == _TRUE:
+        return _json_put(out, b"true", 4)
+    if v == _FALSE:
+        return _json_put(out, b"false", 5)
+    if v == <PyObject*>None:
+        return _json_put(out, b"null", 4)
+    return -1
+
+
+cdef bint _json_write(_JsonOut* out, object value) noexcept:
+    # Rule 11: value's compact JSON into out (True), or False with out emptied and any heap
+    # it took freed: the caller then asks the json module.
+    if _json_value(out, <PyObject*>value, 0) == 0:
+        return True
+    if out.heap:
+        PyMem_Free(out.p)
+        out.heap = False
+    out.n = 0
+    return False
+
+
+def _json_utf8(value):
+    # _JSON_ENCODE(value).encode("utf-8"), through rule 11's encoder when it can: for the
+    # benchmark and the differential tests (the pure twin has the same function).
+    cdef char stack[_JSON_STACK_BYTES]
+    cdef _JsonOut out
+    out.p = stack
+    out.n = 0
+    out.cap = _JSON_STACK_BYTES
+    out.heap = False
+    if not _json_write(&out, value):
+        return _JSON_ENCODE(value).encode("utf-8")
+    try:
+        return PyBytes_FromStringAndSize(out.p, out.n)
+    finally:
+        if out.heap:
+            PyMem_Free(out.p)
+
+
 cdef bytes _build(object data, object event, object id, object retry, SSEEvent keep):
     """The frame of one event; when ``keep`` is given, also fill its fields (rule 6)."""
     cdef const char* dp
@@ -473,6 +918,8 @@ cdef bytes _build(object data, object event, object id, object retry, SSEEvent k
     cdef Py_ssize_t brk_len, pieces, breaks, total
     cdef bytes frame
     cdef char* w
+    cdef char json_stack[_JSON_STACK_BYTES]
+    cdef _JsonOut json_out
 
     # Rule 7: data, event, id, retry, each checked completely before the next.
     if PyUnicode_CheckExact(data):
@@ -490,8 +937,28 @@ cdef bytes _build(object data, object event, object id, object retry, SSEEvent k
         if keep is not None or not _is_ascii(dp, dn):
             text = _decode_data(raw)
     else:
-        text = _data_text(data)
-        dp = _utf8(text, &dn, "data")
+        json_out.p = json_stack
+        json_out.n = 0
+        json_out.cap = _JSON_STACK_BYTES
+        json_out.heap = False
+        if _json_write(&json_out, data):
+            # Rule 11: valid UTF-8 by construction, without CR or LF (json escapes them).
+            if json_out.heap:
+                # A large value: copied into a bytes object now, so that no exception
+                # raised below can leak the heap buffer (one copy beside the encoding).
+                try:
+                    raw = PyBytes_FromStringAndSize(json_out.p, json_out.n)
+                finally:
+                    PyMem_Free(json_out.p)
+                dp = PyBytes_AS_STRING(raw)
+            else:
+                dp = json_out.p
+            dn = json_out.n
+            # An SSEEvent's text (text stays None) is decoded from its frame when first
+            # asked for: its data is the frame's last dn bytes before the blank line.
+        else:
+            text = _data_text(data)
+            dp = _utf8(text, &dn, "data")
 
     if event is not None:
         if not PyUnicode_Check(event):
@@ -603,6 +1070,7 @@ cdef bytes _build(object data, object event, object id, object retry, SSEEvent k
         keep._frame = frame
         keep._size = total
         keep._data = text
+        keep._dn = dn
         keep.event = event
         keep._id = id_text
         keep.retry = retry
@@ -686,9 +1154,14 @@ cdef class SSEEvent:
     @property
     def data(self):
         if self._data is None:
-            if not self._dnum:
+            if self._dnum:
+                self._data = PyObject_Str(<object>self._dval)
+            elif self._frame is not None:
+                # Rule 11: JSON data, one line (json escapes CR and LF), valid UTF-8.
+                self._data = PyUnicode_DecodeUTF8(
+                    PyBytes_AS_STRING(self._frame) + self._size - 2 - self._dn, self._dn, NULL)
+            else:
                 return ""  # made by SSEEvent.__new__ alone (see __cinit__)
-            self._data = PyObject_Str(<object>self._dval)
         return self._data
 
     @property
@@ -740,12 +1213,14 @@ cdef class SSEEvent:
 # the call gets them as an array and the keyword names as a tuple of (interned) strs: the
 # names are matched by identity, a new object comes from tp_new with one cached argument
 # tuple that tells __cinit__ to leave it to us, and the fields are filled exactly as
-# __cinit__ would. Anything unusual (other positional counts, keyword names that are not
-# the interned strs, a repeated keyword) goes the ordinary way, with the ordinary errors.
+# __cinit__ would. ``data`` may be positional or a keyword. Anything unusual (other
+# positional counts, keyword names that are not the interned strs, a repeated keyword)
+# goes the ordinary way, with the ordinary errors.
 cdef tuple _EMPTY = ()
 cdef str _KW_EVENT = "event"
 cdef str _KW_ID = "id"
 cdef str _KW_RETRY = "retry"
+cdef str _KW_DATA = "data"
 
 
 cdef object _sse_vectorcall(object cls, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -757,17 +1232,22 @@ cdef object _sse_vectorcall(object cls, PyObject** args, size_t nargsf, PyObject
     cdef PyObject* event = none
     cdef PyObject* id = none
     cdef PyObject* retry = none
+    cdef PyObject* data = NULL
     cdef PyObject* name
     cdef PyObject* value
     cdef int seen = 0
     if kwnames != NULL:
         nkw = PyTuple_GET_SIZE(<object>kwnames)
-    if nargs != 1:
+    if nargs == 1:
+        data = args[0]
+    elif nargs != 0:
         return _sse_call_slow(cls, args, nargs, kwnames)
     for i in range(nkw):
         name = PyTuple_GET_ITEM(<object>kwnames, i)
-        value = args[1 + i]
-        if name == <PyObject*>_KW_EVENT and not seen & 1:
+        value = args[nargs + i]
+        if name == <PyObject*>_KW_DATA and data == NULL:
+            data = value  # the seed's SSEEvent(data=..., event=..., id=...)
+        elif name == <PyObject*>_KW_EVENT and not seen & 1:
             event = value
             seen |= 1
         elif name == <PyObject*>_KW_ID and not seen & 2:
@@ -778,7 +1258,9 @@ cdef object _sse_vectorcall(object cls, PyObject** args, size_t nargsf, PyObject
             seen |= 4
         else:
             return _sse_call_slow(cls, args, nargs, kwnames)
-    return _sse_fill(cls, <object>args[0], <object>event, <object>id, <object>retry)
+    if data == NULL:  # no data at all: the ordinary TypeError
+        return _sse_call_slow(cls, args, nargs, kwnames)
+    return _sse_fill(cls, <object>data, <object>event, <object>id, <object>retry)
 
 
 cdef inline object _sse_fill(object cls, object data, object event, object id, object retry):

@@ -757,6 +757,10 @@ def test_numbers_at_digit_and_word_boundaries(sse, number):
     (("x",), {"id": 7, "event": "e"}),
     (("x",), {"retry": 5, "id": "a"}),
     ((), {"data": "x", "event": "e"}),
+    ((), {"data": "Current time: 1.5", "event": "time", "id": "1"}),  # the seed's shape
+    ((), {"event": "time", "id": 2, "data": {"t": 1}}),
+    ((), {"data": 3}),
+    ((), {"id": "9", "retry": 100, "data": "x", "event": "e"}),
     (("x", "e"), {"retry": 3}),
 ])
 def test_every_call_shape_builds_the_same_event(sse, args, kwargs):
@@ -772,6 +776,8 @@ def test_every_call_shape_builds_the_same_event(sse, args, kwargs):
     (("x", "e"), {"event": "f"}),
     (("x", "e", 1, 2, 3), {}),
     (("x",), {"data": "y"}),
+    ((), {"id": "1", "event": "e"}),
+    ((), {"data": "x", "evnt": "e"}),
 ])
 def test_bad_call_shapes_are_type_errors_naming_sseevent(sse, args, kwargs):
     with pytest.raises(TypeError) as info:
