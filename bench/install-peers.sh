@@ -8,7 +8,9 @@
 # 2. Debian's nginx and libnginx-mod-nchan (apt-get, as root or through sudo; the nginx
 #    service that Debian may start is stopped again if this script installed nginx);
 # 3. Node.js >= 18 (checked; Debian's nodejs installed when there is none);
-# 4. the C reference server (make -C bench/peers/reference).
+# 4. the C reference server (make -C bench/peers/reference);
+# 5. what bench/asgi.py needs: Debian's wrk, and granian, httptools and uvloop in the
+#    interpreter that runs conduit and bench/asgi.py (ASGI_PYTHON, default python).
 # PYTHON=python3.12 bash bench/install-peers.sh picks the interpreter for the venv.
 set -euo pipefail
 
@@ -79,4 +81,11 @@ if ! command -v make >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
 fi
 make -s -C "$BENCH/peers/reference"
 say "reference server: $BENCH/peers/reference/server"
+
+# -- 5. the ASGI benchmark's load generator and servers ----------------------------------------
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+ASGI_PYTHON="${ASGI_PYTHON:-python}"
+"$ASGI_PYTHON" -m pip install -q "granian==2.8.9" "httptools==0.9.0" "uvloop==0.23.0" \
+    "uvicorn[standard]==0.54.0"
+say "asgi bench: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), granian $("$ASGI_PYTHON" -m pip show granian | sed -n 's/^Version: //p') in $ASGI_PYTHON"
 say "done"
