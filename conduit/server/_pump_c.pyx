@@ -56,6 +56,7 @@ cdef extern from *:
     int _send "conduit_iter_send" (object iter, object arg, PyObject** out) except -1
 
 
+DEF BARE_YIELD_HOLD_SECONDS = 0.0005  # _pump_py.BARE_YIELD_HOLD_SECONDS
 DEF HEAD_ROOM = 18  # 16 hex digits + CRLF: room for any chunk-size line
 
 cdef const char* HEX_DIGITS = b"0123456789abcdef"
@@ -300,6 +301,13 @@ cdef class Stream:
                 self._send_batch()
                 self._end(error)
                 raise StopIteration
+            if awaited is None and self._batched and self._len < limit \
+                    and monotonic() - self.last_write < BARE_YIELD_HOLD_SECONDS:
+                # PERF: a bare yield (asyncio.sleep(0)): the Task steps us again next
+                # turn, and the batch waits for it (_pump_py rule 7). A generator that
+                # awaits sleep(0) every 100 events: one send per 100 events before,
+                # 1M events 0.55 s -> 0.33 s.
+                return None
             self._send_batch()
             return awaited
 
@@ -372,6 +380,7 @@ cdef class Stream:
         """End the stream cleanly (server draining): close the generator, last chunk."""
         if self.done:
             return
+        self._send_batch()  # what a bare yield left batched (_pump_py rule 7)
         self.cancel()
         if self.chunked:
             self.transport.write(LAST_CHUNK)

@@ -31,7 +31,10 @@ An async generator runs on asyncio (``conduit.server.aio``):
    (``asyncio.current_task()``, ``asyncio.timeout``, contextvars all work) while the items
    are batched as in rule 2. A step ends (a) when the generator really suspends: the
    batch is written and the future it awaits is handed to the Task, which resumes us when
-   it is done; (b) after ``high_water`` bytes: the batch is written and a bare yield gives
+   it is done; at a bare yield (``asyncio.sleep(0)``), which resumes us next turn, the
+   batch waits for the next step instead, when the stream last wrote less than
+   ``BARE_YIELD_HOLD_SECONDS`` ago (so a stream that was quiet still sends at once, and
+   no event waits more than that after the previous write); (b) after ``high_water`` bytes: the batch is written and a bare yield gives
    the loop a turn (fairness); (c) when paused by backpressure: the Task waits on a future
    that ``resume()`` completes. So asyncio costs one Task step per batch or per real
    suspension, never one per event.
@@ -56,6 +59,10 @@ from conduit.http.sse import SSEEvent, comment, encode_event
 log = logging.getLogger("conduit.server")
 
 LAST_CHUNK = b"0\r\n\r\n"
+# A bare yield (``await asyncio.sleep(0)``) keeps the batch for the Task's next step when
+# the stream last wrote less than this long ago (rule 7): a generator that yields a few
+# events between sleep(0)s sends one batch, not one system call per few events.
+BARE_YIELD_HOLD_SECONDS = 0.0005
 HEARTBEAT = comment("ping")
 
 
@@ -92,6 +99,8 @@ class Stream:
         self._waiter = None  # async: the future the Task waits on while paused
         self._closing = None  # async: the aclose() awaitable being driven after a cancel
         self._task = None  # async: the asyncio Task that drives this stream
+        self._held: list = []  # async: frames batched across a bare yield (rule 7)
+        self._held_size = 0
 
     # -- driving -----------------------------------------------------------------------
     def start(self) -> None:
@@ -141,8 +150,9 @@ class Stream:
             # cancelled at a yield, before the first step, or while paused
             return self._start_close(exc)
         agen = self.source
-        frames = []
-        size = 0
+        frames, self._held = self._held, []  # what a bare yield left batched (rule 7)
+        size = self._held_size
+        self._held_size = 0
         while True:
             aw = self._aw
             if aw is None:
@@ -190,6 +200,12 @@ class Stream:
                 self._end(error)
                 raise StopIteration from None
             value = exc = None
+            if awaited is None and frames and size < self.high_water \
+                    and time.monotonic() - self.last_write < BARE_YIELD_HOLD_SECONDS:
+                # A bare yield (asyncio.sleep(0)): the Task steps us again next turn;
+                # the batch waits for it (rule 7).
+                self._held, self._held_size = frames, size
+                return None
             self._write(frames)
             return awaited  # the generator awaits: the Task waits on what it awaits
 
@@ -278,6 +294,8 @@ class Stream:
         """End the stream cleanly (server draining): close the generator, last chunk."""
         if self.done:
             return
+        held, self._held = self._held, []
+        self._write(held)
         self.cancel()
         if self.chunked:
             self.transport.write(LAST_CHUNK)

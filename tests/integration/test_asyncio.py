@@ -131,6 +131,41 @@ def test_queue_event_and_lock_between_handlers(serve, loop_kind):
     assert sse_events("event: ready\n" + rest)[1:] == [("said", "one"), ("said", "two")]
 
 
+def test_sleep_zero_batches_but_never_holds_an_event_back(serve, loop_kind):
+    """A bare yield (``await asyncio.sleep(0)``) lets the pump keep its batch for the
+    next step (one send for many events), but only briefly: an event followed by a
+    generator that spins on sleep(0) until the client has read that event still goes
+    out (held for ever, the client would wait and the spin never end)."""
+    app = App()
+    seen = threading.Event()
+
+    @app.get("/spin")
+    async def spin(request):
+        for i in range(200):  # a fast stream: sleep(0) every 10 events
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+            yield SSEEvent(i, event="fast")
+        yield SSEEvent("last", event="held?")
+        while not seen.is_set():  # spin on bare yields until the client has it
+            await asyncio.sleep(0)
+        yield SSEEvent("after", event="after")
+
+    server = serve(app, loop=loop_kind)
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        with client.stream("GET", "/spin") as stream:
+            text = ""
+            lines = stream.iter_lines()
+            for line in lines:
+                text += line + "\n"
+                if line == "data: last":
+                    seen.set()
+                    break
+            text += "\n".join(lines)
+    events = sse_events(text)
+    assert events[:200] == [("fast", str(i)) for i in range(200)]
+    assert events[200:] == [("held?", "last"), ("after", "after")]
+
+
 def test_create_task_gather_and_wait_for(serve, loop_kind):
     app = App()
 
