@@ -79,6 +79,31 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 # in a value (what would let a value split the head: response splitting).
 _field_name = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
 _bad_in_value = re.compile(rb"[\r\n\x00]").search
+# PERF: the names an app sends are few; each is checked once (bounded, so an app that
+# makes up names cannot grow it), and its lowercase kept for the framing checks.
+_checked_names: dict = {}
+_CHECKED_NAMES_MAX = 1024
+_status_lines: dict = {}  # status -> b"HTTP/1.1 200 OK\r\n"
+
+
+def _status_line(status: int) -> bytes:
+    line = _status_lines.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("latin-1"))
+        _status_lines[status] = line
+    return line
+
+
+def _lower_checked(name: bytes) -> bytes:
+    """The lowercase of a response header name, refusing a name that is not a token."""
+    lower = _checked_names.get(name)
+    if lower is None:
+        if _field_name(name) is None:
+            raise RuntimeError(f"invalid response header name {name!r}")
+        lower = name.lower()
+        if len(_checked_names) < _CHECKED_NAMES_MAX:
+            _checked_names[name] = lower
+    return lower
 
 
 def is_asgi_app(obj) -> bool:
@@ -451,7 +476,7 @@ class ASGICycle:
         start = self._start
         assert start is not None
         status = start["status"]
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("latin-1"))]
+        lines = [_status_line(status)]
         length = None
         transfer = False
         keep_alive = self.conn.keep_alive and not self.conn.server.draining
@@ -460,11 +485,14 @@ class ASGICycle:
             # the body now or never, so nothing after this response can be framed safely.
             self.expect_continue = False
             keep_alive = False
-        for pair in start.get("headers", ()):
-            name, value = bytes(pair[0]), bytes(pair[1])
-            if _field_name(name) is None or _bad_in_value(value) is not None:
+        for name, value in start.get("headers", ()):
+            if type(name) is not bytes:
+                name = bytes(name)
+            if type(value) is not bytes:
+                value = bytes(value)
+            lower = _lower_checked(name)
+            if _bad_in_value(value) is not None:
                 raise RuntimeError(f"invalid response header {name!r}: {value!r}")
-            lower = name.lower()
             if lower == b"content-length":
                 if not value.isdigit():
                     raise RuntimeError(f"invalid Content-Length {value!r}")
@@ -475,7 +503,7 @@ class ASGICycle:
                 if value.lower() == b"close":
                     keep_alive = False
                 continue  # the server's to set (below)
-            lines.append(name + b": " + value + b"\r\n")
+            lines += (name, b": ", value, b"\r\n")  # one copy, in the join below
         no_body = status in _NO_BODY_STATUSES or status < 200
         if no_body:
             pass
