@@ -34,10 +34,10 @@ An async generator runs on asyncio (``conduit.server.aio``):
    it is done; at a bare yield (``asyncio.sleep(0)``), which resumes us next turn, the
    batch waits for the next step instead, when the stream last wrote less than
    ``BARE_YIELD_HOLD_SECONDS`` ago (so a stream that was quiet still sends at once, and
-   no event waits more than that after the previous write); (b) after ``high_water`` bytes: the batch is written and a bare yield gives
-   the loop a turn (fairness); (c) when paused by backpressure: the Task waits on a future
-   that ``resume()`` completes. So asyncio costs one Task step per batch or per real
-   suspension, never one per event.
+   no event waits more than that after the previous write); (b) after ``high_water``
+   bytes: the batch is written and a bare yield gives the loop a turn (fairness); (c)
+   when paused by backpressure: the Task waits on a future that ``resume()`` completes.
+   So asyncio costs one Task step per batch or per real suspension, never one per event.
 8. The end: ``StopAsyncIteration`` writes the last chunk and calls ``on_end``; an error
    is logged and ends the stream the same way.
 9. ``cancel()`` (the client went away, the server drains) cancels the Task. Inside an
