@@ -40,6 +40,29 @@ class BuildExt(build_ext):
                 return False
         return True
 
+def has_openssl_headers():
+    """True when OpenSSL's headers are where the C compiler looks (and it links)."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write("#include <openssl/ssl.h>\n"
+                    "int main(void) { return SSL_CTX_new(TLS_server_method()) == 0; }\n")
+        try:
+            objects = compiler.compile([source], output_dir=tmp)
+            compiler.link_executable(objects, os.path.join(tmp, "probe"),
+                                     libraries=["ssl", "crypto"])
+        except Exception:
+            print("conduit: OpenSSL headers not found (Debian: libssl-dev): the compiled "
+                  "loop is built without TLS")
+            return False
+    return True
+
+
 MODE = os.environ.get("CONDUIT_EXTENSIONS", "").strip()
 HOT_MODULES = [
     "conduit.http._sse_c",
@@ -61,11 +84,17 @@ def extensions():
         print("conduit: Cython not available, installing the pure-Python package")
         return []
     built = []
+    openssl = has_openssl_headers()
     for name in HOT_MODULES:
+        tls = name == "conduit.net._loop_c" and openssl
         ext = Extension(
             name,
             [name.replace(".", "/") + ".pyx"],
             extra_compile_args=["-O3"],
+            # The compiled loop speaks TLS through OpenSSL (conduit.net.tls) when its
+            # headers are here (Debian: libssl-dev); without them it is built without TLS.
+            define_macros=[("CONDUIT_HAVE_OPENSSL", "1")] if tls else [],
+            libraries=["ssl", "crypto"] if tls else [],
             # NOTE: optional=True turns a C compiler failure into a warning (the unset
             # mode); CONDUIT_EXTENSIONS=1 makes it fatal.
             optional=(MODE != "1"),

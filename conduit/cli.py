@@ -72,6 +72,14 @@ _HELP = {
                     "0 = Python's own (default: %(default)s)",
     "thread_pool_size": "threads for blocking work (conduit.to_thread, asyncio.to_thread, "
                         "run_in_executor(None)) (default: %(default)s)",
+    "ssl_certfile": "serve HTTPS with this certificate (PEM, with its chain); "
+                    "SIGHUP reloads it and the key without dropping connections",
+    "ssl_keyfile": "its private key (PEM; default: in the certificate file)",
+    "ssl_keyfile_password": "the password of an encrypted key",
+    "ssl_ca_certs": "CA certificates (PEM) for client certificates",
+    "ssl_ciphers": "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)",
+    "ssl_handshake_timeout_seconds": "close a connection whose TLS handshake takes longer "
+                                     "(default: %(default)s)",
 }
 
 

@@ -85,6 +85,15 @@ class Config:
     # asend awaitables) and 700 made the collector run about 130 times a second, 10% of
     # the CPU, at 1,000 streams of 100 events/s (the bench's ticks_1000).
     gc_threshold: int = 10_000
+    # HTTPS (conduit.net.tls), by uvicorn's names: a certificate (PEM, with its chain) turns
+    # TLS on for the port; the key may be in the same file. TLS 1.2 and newer.
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_keyfile_password: str = ""
+    ssl_ca_certs: str = ""
+    ssl_ciphers: str = ""
+    # A TLS handshake that has not finished this long after the accept costs the connection.
+    ssl_handshake_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -115,6 +124,9 @@ class Config:
                              f"got {self.thread_pool_size!r}")
         if self.workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {self.workers!r}")
+        for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers"):
+            if getattr(self, name) and not self.ssl_certfile:
+                raise ValueError(f"{name} needs ssl_certfile (the certificate turns TLS on)")
         if self.low_water_bytes > self.high_water_bytes:
             raise ValueError(
                 f"low_water_bytes ({self.low_water_bytes}) must be <= "
@@ -129,3 +141,15 @@ class Config:
             "max_body_bytes": self.max_body_bytes,
             "max_streamed_body_bytes": self.max_streamed_body_bytes,
         }
+
+    def server_tls(self):
+        """The listening socket's TLS (a conduit.net.tls.ServerTLS), or None for plain
+        HTTP. Raises OSError/ssl.SSLError for unreadable or mismatched files."""
+        if not self.ssl_certfile:
+            return None
+        from conduit.net.tls import ServerTLS
+
+        return ServerTLS(self.ssl_certfile, self.ssl_keyfile or None,
+                         self.ssl_keyfile_password or None, self.ssl_ca_certs or None,
+                         self.ssl_ciphers or None,
+                         handshake_timeout=self.ssl_handshake_timeout_seconds)

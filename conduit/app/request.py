@@ -69,7 +69,8 @@ class Request:
     (case-insensitive), ``body`` (bytes), ``path_params``, ``client`` ((host, port)),
     ``last_event_id`` (the ``Last-Event-ID`` header, else the ``last_event_id`` query
     parameter, else None), ``http_version``, ``host`` (the absolute-form target's authority,
-    else the Host header), ``cookies`` (name to value, from the
+    else the Host header), ``scheme`` ("https" when the server serves TLS, else "http"),
+    ``cookies`` (name to value, from the
     ``Cookie`` header). ``require(action, topic)`` checks the request's token against the
     app's ``Auth``.
     """
@@ -98,6 +99,11 @@ class Request:
     @property
     def http_version(self) -> str:
         return self._parsed.version
+
+    @property
+    def scheme(self) -> str:
+        server = self.app.server if self.app is not None else None
+        return server.scheme if server is not None else "http"
 
     @property
     def host(self):

@@ -1,4 +1,4 @@
-"""conduit.net: bytes over file descriptors (event loop, timers, outbox). No HTTP here.
+"""conduit.net: bytes over file descriptors (event loop, timers, outbox, TLS). No HTTP here.
 
-Arrives with the server issue; this package never imports conduit.http.
+This package never imports conduit.http.
 """

@@ -71,12 +71,24 @@ cdef class Transport:
     cdef bint _writing
     cdef object _on_readable_cb
     cdef object _on_writable_cb
+    # TLS (conduit.net.tls; "TLS" in _loop_c.pyx): NULL for plain TCP
+    cdef void* _ssl          # the connection's SSL*, over two memory BIOs
+    cdef public bint secure  # this connection speaks TLS
+    cdef public object alpn  # the protocol ALPN chose (str), once the handshake is done
+    cdef bint _handshaking
+    cdef bint _seen_bytes    # any ciphertext arrived (a handshake may have begun)
+    cdef object _tls_context  # the ssl.SSLContext, held until the handshake is done
+    cdef object _handshake_timer
 
+    cdef Py_ssize_t _queued(self)
     cdef int _append(self, const char* data, Py_ssize_t n) except -1
     cdef int _wrote(self) except -1
     cdef int _append_object(self, data) except -1
     cdef int _writev3(self, const char* a, Py_ssize_t na, const char* b, Py_ssize_t nb,
                       const char* c, Py_ssize_t nc) except -1
     cdef int _flush(self) except -1
+    cdef int _flush_tls(self) except -1
+    cdef int _send_cipher(self) except -1
+    cdef object _tls_received(self, Py_ssize_t n)
     cdef int _fatal(self, exc) except -1
     cdef int _close_now(self, exc) except -1

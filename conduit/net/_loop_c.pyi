@@ -17,6 +17,7 @@ from conduit.net._loop_py import DEFAULT_HIGH_WATER_BYTES as DEFAULT_HIGH_WATER_
 from conduit.net._loop_py import DEFAULT_LOW_WATER_BYTES as DEFAULT_LOW_WATER_BYTES
 from conduit.net._loop_py import Handle as Handle
 from conduit.net._loop_py import create_listen_socket as create_listen_socket
+from conduit.net.tls import ServerTLS
 
 __all__ = [
     "Loop",
@@ -102,6 +103,10 @@ class Transport:
     peer: tuple[str, int]
     high_water: int
     low_water: int
+    secure: bool
+    """The connection speaks TLS."""
+    alpn: str | None
+    """The protocol ALPN chose, once the TLS handshake is done."""
     def __init__(
         self,
         loop: Loop,
@@ -110,9 +115,11 @@ class Transport:
         high_water: int = ...,
         low_water: int = ...,
         peer: tuple[str, int] | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         """``sock``: a connected socket (its fd is detached: the transport owns it) or an
-        fd; ``peer``: the client's (host, port), else asked of the socket."""
+        fd; ``peer``: the client's (host, port), else asked of the socket; ``tls``: speak
+        TLS with its context (the protocol only ever sees decrypted bytes)."""
     @property
     def fd(self) -> int:
         """The connection's file descriptor."""
@@ -144,6 +151,7 @@ class Listener:
     protocol_factory: Callable[[], Any]
     high_water: int
     low_water: int
+    tls: ServerTLS | None
     def __init__(
         self,
         loop: Loop,
@@ -151,6 +159,7 @@ class Listener:
         protocol_factory: Callable[[], Any],
         high_water: int = ...,
         low_water: int = ...,
+        tls: ServerTLS | None = None,
     ) -> None: ...
     @property
     def address(self) -> tuple[str, int]:
@@ -160,3 +169,6 @@ class Listener:
     def resume(self) -> None: ...
     def close(self) -> None:
         """Stop accepting and close the listening socket."""
+
+def tls_available() -> bool:
+    """True when this build can speak TLS (it was compiled with OpenSSL's headers)."""

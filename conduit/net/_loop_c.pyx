@@ -39,6 +39,8 @@ from conduit.net._loop_py import (
     Handle,
 )
 from conduit.net._loop_py import create_listen_socket
+from conduit.net.tls import PLAIN_HTTP_ANSWER as _PLAIN_HTTP_ANSWER
+from conduit.net.tls import looks_like_plain_http as _looks_like_plain_http
 
 log = logging.getLogger("conduit.net")
 
@@ -103,12 +105,165 @@ cdef extern from "<netinet/tcp.h>" nogil:
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
 
+
+# TLS through OpenSSL, in C: the shim below is the only code that names OpenSSL. Built
+# with OpenSSL's headers (setup.py defines CONDUIT_HAVE_OPENSSL when it finds them); without
+# them conduit_tls_available() is 0 and a TLS transport refuses to start.
+cdef extern from *:
+    """
+    #ifdef CONDUIT_HAVE_OPENSSL
+    #include <openssl/ssl.h>
+    #include <openssl/err.h>
+    /* CPython's _ssl keeps the SSL_CTX* as the first field of an ssl.SSLContext (3.6 to
+       3.13); conduit_tls_new checks it against the context's options before use. */
+    typedef struct { PyObject_HEAD SSL_CTX *ctx; } conduit_PySSLContext;
+    static int conduit_tls_available(void) { return 1; }
+    static void *conduit_tls_ctx(PyObject *context) {
+        return ((conduit_PySSLContext *)context)->ctx;
+    }
+    static unsigned long long conduit_tls_ctx_options(void *ctx) {
+        return (unsigned long long)SSL_CTX_get_options((SSL_CTX *)ctx);
+    }
+    static void *conduit_tls_new(void *ctx) {
+        SSL *ssl = SSL_new((SSL_CTX *)ctx);
+        BIO *rbio, *wbio;
+        if (ssl == NULL) return NULL;
+        rbio = BIO_new(BIO_s_mem());
+        wbio = BIO_new(BIO_s_mem());
+        if (rbio == NULL || wbio == NULL) {
+            BIO_free(rbio); BIO_free(wbio); SSL_free(ssl);
+            return NULL;
+        }
+        BIO_set_mem_eof_return(rbio, -1);
+        BIO_set_mem_eof_return(wbio, -1);
+        SSL_set_bio(ssl, rbio, wbio);
+        SSL_set_accept_state(ssl);
+        return ssl;
+    }
+    static void conduit_tls_free(void *ssl) { SSL_free((SSL *)ssl); }
+    static void conduit_tls_why(int err, char *why, size_t size) {
+        unsigned long code = ERR_peek_last_error();
+        const char *reason = code ? ERR_reason_error_string(code) : NULL;
+        if (reason != NULL) snprintf(why, size, "%s", reason);
+        else if (err == SSL_ERROR_SYSCALL) snprintf(why, size, "unexpected end of stream");
+        else snprintf(why, size, "TLS error %d", err);
+        ERR_clear_error();
+    }
+    static int conduit_tls_feed(void *ssl, const char *data, int n) {
+        return BIO_write(SSL_get_rbio((SSL *)ssl), data, n) == n ? 0 : -1;
+    }
+    /* 1: done; 0: wants more bytes; -1: failed (why says why) */
+    static int conduit_tls_handshake(void *ssl, char *why, size_t size) {
+        int r, err;
+        ERR_clear_error();
+        r = SSL_do_handshake((SSL *)ssl);
+        if (r == 1) return 1;
+        err = SSL_get_error((SSL *)ssl, r);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return 0;
+        conduit_tls_why(err, why, size);
+        return -1;
+    }
+    /* >0: plaintext bytes; 0: nothing more for now; -2: the peer's close_notify;
+       -1: failed (why says why) */
+    static int conduit_tls_read(void *ssl, char *buf, int n, char *why, size_t size) {
+        int r, err;
+        ERR_clear_error();
+        r = SSL_read((SSL *)ssl, buf, n);
+        if (r > 0) return r;
+        err = SSL_get_error((SSL *)ssl, r);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return 0;
+        if (err == SSL_ERROR_ZERO_RETURN) return -2;
+        conduit_tls_why(err, why, size);
+        return -1;
+    }
+    /* Encrypt n bytes into the write BIO (a memory BIO takes everything): 0, or -1. */
+    static int conduit_tls_write(void *ssl, const char *data, size_t n, char *why,
+                                 size_t size) {
+        size_t written = 0;
+        ERR_clear_error();
+        if (n == 0) return 0;
+        if (SSL_write_ex((SSL *)ssl, data, n, &written) == 1 && written == n) return 0;
+        conduit_tls_why(SSL_get_error((SSL *)ssl, 0), why, size);
+        return -1;
+    }
+    static void conduit_tls_shutdown(void *ssl) {
+        ERR_clear_error();
+        SSL_shutdown((SSL *)ssl);  /* writes our close_notify; the peer's is not awaited */
+        ERR_clear_error();
+    }
+    /* The encrypted bytes waiting to be sent: their length, *data pointing at them. */
+    static long conduit_tls_pending(void *ssl, char **data) {
+        return BIO_get_mem_data(SSL_get_wbio((SSL *)ssl), data);
+    }
+    /* n of them were sent. */
+    static void conduit_tls_consume(void *ssl, long n) {
+        BIO *wbio = SSL_get_wbio((SSL *)ssl);
+        char scratch[16384];
+        char *data;
+        long left = BIO_get_mem_data(wbio, &data);
+        if (n >= left) { (void)BIO_reset(wbio); return; }
+        while (n > 0) {  /* a partial send (a slow client): skip what went out */
+            int step = n > (long)sizeof(scratch) ? (int)sizeof(scratch) : (int)n;
+            int got = BIO_read(wbio, scratch, step);
+            if (got <= 0) break;
+            n -= got;
+        }
+    }
+    static int conduit_tls_alpn(void *ssl, char *out, size_t size) {
+        const unsigned char *proto = NULL;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected((SSL *)ssl, &proto, &len);
+        if (proto == NULL || len == 0 || len >= size) return 0;
+        memcpy(out, proto, len);
+        return (int)len;
+    }
+    #else
+    static int conduit_tls_available(void) { return 0; }
+    static void *conduit_tls_ctx(PyObject *context) { return NULL; }
+    static unsigned long long conduit_tls_ctx_options(void *ctx) { return 0; }
+    static void *conduit_tls_new(void *ctx) { return NULL; }
+    static void conduit_tls_free(void *ssl) {}
+    static int conduit_tls_feed(void *ssl, const char *data, int n) { return -1; }
+    static int conduit_tls_handshake(void *ssl, char *why, size_t size) { return -1; }
+    static int conduit_tls_read(void *ssl, char *buf, int n, char *why, size_t size) {
+        return -1;
+    }
+    static int conduit_tls_write(void *ssl, const char *data, size_t n, char *why,
+                                 size_t size) { return -1; }
+    static void conduit_tls_shutdown(void *ssl) {}
+    static long conduit_tls_pending(void *ssl, char **data) { return 0; }
+    static void conduit_tls_consume(void *ssl, long n) {}
+    static int conduit_tls_alpn(void *ssl, char *out, size_t size) { return 0; }
+    #endif
+    """
+    int conduit_tls_available()
+    void* conduit_tls_ctx(object context)
+    unsigned long long conduit_tls_ctx_options(void* ctx)
+    void* conduit_tls_new(void* ctx)
+    void conduit_tls_free(void* ssl)
+    int conduit_tls_feed(void* ssl, const char* data, int n)
+    int conduit_tls_handshake(void* ssl, char* why, size_t size)
+    int conduit_tls_read(void* ssl, char* buf, int n, char* why, size_t size)
+    int conduit_tls_write(void* ssl, const char* data, size_t n, char* why, size_t size)
+    void conduit_tls_shutdown(void* ssl)
+    long conduit_tls_pending(void* ssl, char** data)
+    void conduit_tls_consume(void* ssl, long n)
+    int conduit_tls_alpn(void* ssl, char* out, size_t size)
+
+
+def tls_available():
+    """True when this build can speak TLS (it was compiled with OpenSSL's headers)."""
+    return bool(conduit_tls_available())
+
+
 DEF MAX_IOV = 64  # writev with more buffers falls back to copying them into the outbox
 DEF READ_BUFFER_BYTES = 65536
 
 # NOTE: one read buffer for every connection (the loop is single-threaded): recv() lands
 # here and only the bytes received are copied out, into the bytes given to the protocol.
 cdef char _read_buffer[READ_BUFFER_BYTES]
+# TLS: decrypted bytes land here the same way.
+cdef char _plain_buffer[READ_BUFFER_BYTES]
 
 
 cdef tuple _peer_of(sockaddr_storage* addr):
@@ -426,10 +581,11 @@ cdef class Transport:
     def __cinit__(self):
         self.fd = -1
         self._out = NULL
+        self._ssl = NULL
 
     def __init__(self, Loop loop, sock, protocol,
                  Py_ssize_t high_water=DEFAULT_HIGH_WATER_BYTES,
-                 Py_ssize_t low_water=DEFAULT_LOW_WATER_BYTES, tuple peer=None):
+                 Py_ssize_t low_water=DEFAULT_LOW_WATER_BYTES, tuple peer=None, tls=None):
         # ``sock``: a socket object (its fd is detached: the transport owns it) or an fd.
         if isinstance(sock, int):
             self.fd = sock
@@ -444,10 +600,16 @@ cdef class Transport:
         self._reading = True
         self._on_readable_cb = self._on_readable
         self._on_writable_cb = self._on_writable
+        self.secure = tls is not None
+        self.alpn = None
+        if tls is not None:
+            self._start_tls(tls)
         loop.add_reader(self.fd, self._on_readable_cb)
 
     def __dealloc__(self):
         free(self._out)
+        if self._ssl != NULL:
+            conduit_tls_free(self._ssl)
         if self.fd >= 0 and not self._closed:
             close(self.fd)
 
@@ -456,9 +618,17 @@ cdef class Transport:
         cdef ssize_t n
         with nogil:
             n = recv(self.fd, _read_buffer, READ_BUFFER_BYTES, 0)
+        if self._ssl != NULL and n >= 0:
+            data = self._tls_received(n)
+            if data is None:
+                return
+            n = len(data)
+        else:
+            data = None
         try:
             if n > 0:
-                self.protocol.data_received(PyBytes_FromStringAndSize(_read_buffer, n))
+                self.protocol.data_received(
+                    data if data is not None else PyBytes_FromStringAndSize(_read_buffer, n))
                 return
             if n == 0:
                 self.pause_reading()
@@ -515,10 +685,17 @@ cdef class Transport:
         if not self._dirty:
             self._dirty = True
             self._loop._mark_dirty_c(self)
-        if not self._paused and self._end - self._start > self.high_water:
+        if not self._paused and self._queued() > self.high_water:
             self._paused = True
             self.protocol.pause_writing()
         return 0
+
+    cdef Py_ssize_t _queued(self):
+        """Bytes written and not sent yet (with TLS: plaintext and ciphertext)."""
+        cdef char* data
+        if self._ssl != NULL:
+            return self._end - self._start + conduit_tls_pending(self._ssl, &data)
+        return self._end - self._start
 
     cdef int _append_object(self, data) except -1:
         """Append any bytes-like object (bytes without the buffer protocol's overhead)."""
@@ -555,6 +732,14 @@ cdef class Transport:
         cdef msghdr msg
         cdef Py_ssize_t sent = 0, i
         if self._closing or self._closed:
+            return 0
+        if self._ssl != NULL:
+            # TLS: into the outbox; the turn's flush encrypts it all at once (one record
+            # per 16 KiB, not one per piece) and sends it with one system call.
+            self._append(a, na)
+            self._append(b, nb)
+            self._append(c, nc)
+            self._wrote()
             return 0
         bases[0] = a
         bases[1] = b
@@ -594,7 +779,7 @@ cdef class Transport:
         cdef Py_ssize_t count = 0, i, sent, size
         if self._closing or self._closed:
             return
-        if self._end > self._start or len(buffers) > MAX_IOV:
+        if self._end > self._start or len(buffers) > MAX_IOV or self._ssl != NULL:
             self.writelines(buffers)
             return
         try:
@@ -627,13 +812,15 @@ cdef class Transport:
             self._wrote()
 
     def get_write_buffer_size(self):
-        return self._end - self._start
+        return self._queued()
 
     cdef int _flush(self) except -1:
         cdef ssize_t sent
         self._dirty = False
         if self._closed:
             return 0
+        if self._ssl != NULL:
+            return self._flush_tls()
         if self._end > self._start:
             with nogil:
                 sent = send(self.fd, self._out + self._start, self._end - self._start,
@@ -678,6 +865,9 @@ cdef class Transport:
             return
         self._closing = True
         self.pause_reading()
+        if self._ssl != NULL:
+            self._close_tls()
+            return
         if self._end == self._start:
             self._close_now(None)
         elif not self._dirty:
@@ -701,6 +891,13 @@ cdef class Transport:
         free(self._out)
         self._out = NULL
         self._start = self._end = self._cap = 0
+        if self._ssl != NULL:
+            conduit_tls_free(self._ssl)
+            self._ssl = NULL
+            self._tls_context = None
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
         if self._reading:
             self._reading = False
             self._loop.remove_reader(self.fd)
@@ -714,6 +911,177 @@ cdef class Transport:
     def _fatal_error(self, exc):
         self._fatal(exc)
 
+    # -- TLS (conduit.net.tls; the pure twin's _start_tls and neighbours, in C) ------------
+    def _start_tls(self, tls):
+        context = tls.context
+        if not conduit_tls_available():
+            raise RuntimeError("conduit's compiled loop was built without OpenSSL's headers: "
+                               "install them (Debian: libssl-dev) and reinstall conduit, "
+                               "or run with CONDUIT_EXTENSIONS=0")
+        ctx = conduit_tls_ctx(context)
+        if ctx == NULL or conduit_tls_ctx_options(ctx) != <unsigned long long>context.options:
+            raise RuntimeError("this Python's ssl.SSLContext is not laid out as conduit "
+                               "expects; run with CONDUIT_EXTENSIONS=0")
+        self._ssl = conduit_tls_new(ctx)
+        if self._ssl == NULL:
+            raise MemoryError()
+        self._tls_context = context  # its ALPN callback's data, until the handshake is done
+        self._handshaking = True
+        self._seen_bytes = False
+        self._handshake_timer = self._loop.call_later(tls.handshake_timeout,
+                                                      self._handshake_timed_out)
+
+    def _handshake_timed_out(self):
+        self._handshake_timer = None
+        if self._handshaking and not self._closed:
+            log.info("TLS handshake from %s:%s timed out", *self.peer)
+            self._close_now(None)
+
+    cdef object _tls_received(self, Py_ssize_t n):
+        """``n`` bytes of ciphertext in ``_read_buffer``: the plaintext for the protocol,
+        b"" at the end of the stream, or None for nothing (yet)."""
+        cdef char why[256]
+        cdef char proto[64]
+        cdef int r, size
+        cdef list chunks
+        cdef bint ended = False
+        if n == 0:
+            if self._handshaking:
+                if self._seen_bytes:
+                    log.info("TLS handshake from %s:%s failed: the client closed", *self.peer)
+                self._close_now(None)
+                return None
+            return b""
+        if self._handshaking:
+            if not self._seen_bytes and _looks_like_plain_http(
+                    PyBytes_FromStringAndSize(_read_buffer, min(n, 8))):
+                log.info("plain HTTP request on the TLS port from %s:%s", *self.peer)
+                send(self.fd, PyBytes_AS_STRING(_PLAIN_HTTP_ANSWER),
+                     PyBytes_GET_SIZE(_PLAIN_HTTP_ANSWER), MSG_NOSIGNAL)
+                self._close_now(None)
+                return None
+            self._seen_bytes = True
+        if conduit_tls_feed(self._ssl, _read_buffer, <int>n) != 0:
+            self._close_now(MemoryError())
+            return None
+        if self._handshaking:
+            r = conduit_tls_handshake(self._ssl, why, sizeof(why))
+            if r == 0:
+                self._send_cipher()
+                return None
+            if r < 0:
+                log.info("TLS handshake from %s:%s failed: %s", *self.peer,
+                         why.decode("utf-8", "replace"))
+                self._send_cipher()  # the alert, if there is one
+                self._close_now(None)
+                return None
+            self._handshaking = False
+            self._tls_context = None
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
+            size = conduit_tls_alpn(self._ssl, proto, sizeof(proto))
+            if size:
+                self.alpn = proto[:size].decode("ascii", "replace")
+            if self._end > self._start and not self._dirty:  # written during the handshake
+                self._dirty = True
+                self._loop._mark_dirty_c(self)
+        chunks = []
+        while True:
+            r = conduit_tls_read(self._ssl, _plain_buffer, READ_BUFFER_BYTES, why, sizeof(why))
+            if r > 0:
+                chunks.append(PyBytes_FromStringAndSize(_plain_buffer, r))
+                continue
+            if r == -2:
+                ended = True
+            elif r == -1:
+                log.info("TLS error from %s:%s: %s", *self.peer,
+                         why.decode("utf-8", "replace"))
+                self._close_now(None)
+                return None
+            break
+        if conduit_tls_pending(self._ssl, NULL) > 0:  # post-handshake messages
+            self._send_cipher()
+        if chunks:
+            if ended:  # what came before the close_notify first; the end next turn
+                self._loop.call_soon(self._tls_ended)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"" if ended else None
+
+    def _tls_ended(self):
+        if not self._closed and self._reading:
+            self.pause_reading()
+            try:
+                self.protocol.eof_received()
+            except Exception as exc:
+                log.exception("protocol error on fd %d; closing the connection", self.fd)
+                self._close_now(exc)
+
+    cdef int _flush_tls(self) except -1:
+        cdef char why[256]
+        cdef bint had_plain = self._end > self._start
+        if had_plain and not self._handshaking:
+            # PERF: everything the turn queued, encrypted at once (records of up to 16
+            # KiB), then one send.
+            if conduit_tls_write(self._ssl, self._out + self._start, self._end - self._start,
+                                 why, sizeof(why)) != 0:
+                log.info("TLS error to %s:%s: %s", *self.peer,
+                         why.decode("utf-8", "replace"))
+                self._close_now(None)
+                return 0
+            free(self._out)
+            self._out = NULL
+            self._start = self._end = self._cap = 0
+        self._send_cipher()
+        if self._closed:
+            return 0
+        if conduit_tls_pending(self._ssl, NULL) > 0:
+            if not self._writing:
+                self._writing = True
+                self._loop.add_writer(self.fd, self._on_writable_cb)
+        else:
+            if self._writing:
+                self._writing = False
+                self._loop.remove_writer(self.fd)
+            if self._closing and self._end == self._start:
+                self._close_now(None)
+                return 0
+        if self._paused and self._queued() <= self.low_water:
+            self._paused = False
+            self.protocol.resume_writing()
+        return 0
+
+    cdef int _send_cipher(self) except -1:
+        cdef char* data = NULL
+        cdef long pending = conduit_tls_pending(self._ssl, &data)
+        cdef ssize_t sent
+        if pending <= 0:
+            return 0
+        with nogil:
+            sent = send(self.fd, data, pending, MSG_NOSIGNAL)
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:
+                self._fatal(OSError(errno, os.strerror(errno)))
+            return 0
+        conduit_tls_consume(self._ssl, sent)
+        return 0
+
+    def _close_tls(self):
+        # What is queued is encrypted, then our close_notify; the flush sends both and
+        # closes (_flush_tls).
+        cdef char why[256]
+        if not self._handshaking:
+            if self._end > self._start:
+                conduit_tls_write(self._ssl, self._out + self._start,
+                                  self._end - self._start, why, sizeof(why))
+            conduit_tls_shutdown(self._ssl)
+        free(self._out)
+        self._out = NULL
+        self._start = self._end = self._cap = 0
+        if not self._dirty:
+            self._dirty = True
+            self._loop._mark_dirty_c(self)
+
 
 cdef class Listener:
     """Accepts connections on a listening socket and attaches a protocol to each."""
@@ -723,15 +1091,17 @@ cdef class Listener:
     cdef public object protocol_factory
     cdef public Py_ssize_t high_water
     cdef public Py_ssize_t low_water
+    cdef public object tls  # a conduit.net.tls.ServerTLS: every connection speaks TLS
     cdef bint _accepting
     cdef object _retry
     cdef int _fd
 
     def __init__(self, Loop loop, sock, protocol_factory,
                  Py_ssize_t high_water=DEFAULT_HIGH_WATER_BYTES,
-                 Py_ssize_t low_water=DEFAULT_LOW_WATER_BYTES):
+                 Py_ssize_t low_water=DEFAULT_LOW_WATER_BYTES, tls=None):
         self.loop = loop
         self.sock = sock
+        self.tls = tls
         self._fd = sock.fileno()
         self.protocol_factory = protocol_factory
         self.high_water = high_water
@@ -785,7 +1155,7 @@ cdef class Listener:
             try:
                 protocol = self.protocol_factory()
                 transport = Transport(self.loop, fd, protocol, self.high_water,
-                                      self.low_water, _peer_of(&addr))
+                                      self.low_water, _peer_of(&addr), self.tls)
                 protocol.connection_made(transport)
             except Exception:
                 log.exception("error while setting up a connection; closing it")

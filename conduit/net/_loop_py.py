@@ -43,6 +43,20 @@ works in them, while the bytes keep moving here.
    ``call_soon`` of ``_service`` on the driver, however many there are.
 3. So asyncio adds one callback per loop turn, never one per connection or per event.
    ``stop()`` stops the driver. ``driver`` is the asyncio loop (None when standalone).
+
+TLS (a transport made with ``tls``, a ``conduit.net.tls.ServerTLS``; its rules there):
+1. Ciphertext goes through two memory buffers, never through a blocking call: what
+   ``recv`` got is fed to the TLS engine (``ssl.SSLObject`` here, OpenSSL directly in the
+   compiled twin), the handshake advances, and the decrypted bytes go to the protocol.
+2. Writes go into the plaintext outbox as before. The end-of-turn flush encrypts all of it
+   at once (records of up to 16 KiB, not one per write) and sends the ciphertext with one
+   system call; what the socket does not take waits, and the watermarks count both.
+   Nothing is encrypted before the handshake is done.
+3. A channel's ``writev`` and the compiled ``_writev3`` copy into the outbox instead of
+   sending straight from the shared buffer: each connection's bytes are encrypted with its
+   own keys, so they are copied once anyway.
+4. ``close()`` encrypts what is queued, adds a close_notify and closes once it is sent;
+   the peer's close_notify (or EOF) is ``eof_received``.
 """
 
 from __future__ import annotations
@@ -55,8 +69,12 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import time
 from collections import deque
+
+from conduit.net.tls import PLAIN_HTTP_ANSWER as _PLAIN_HTTP_ANSWER
+from conduit.net.tls import looks_like_plain_http as _looks_like_plain_http
 
 log = logging.getLogger("conduit.net")
 
@@ -65,6 +83,7 @@ DEFAULT_HIGH_WATER_BYTES = 64 * 1024
 DEFAULT_LOW_WATER_BYTES = 16 * 1024
 ACCEPTS_PER_TURN = 128
 _TRY_AGAIN = (BlockingIOError, InterruptedError)
+_NO_BIO = ssl.MemoryBIO()  # stands in for the BIOs of a plain transport (never used)
 _sequence = itertools.count()  # ties between timers due at the same time: FIFO
 
 
@@ -334,11 +353,13 @@ class Transport:
     __slots__ = (
         "loop", "sock", "fd", "protocol", "peer", "high_water", "low_water",
         "_out", "_dirty", "_paused", "_closing", "_closed", "_reading", "_writing",
+        "secure", "alpn", "_tls", "_tls_in", "_tls_out", "_cipher", "_handshaking",
+        "_handshake_timer", "_seen_bytes",
     )
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol,
                  high_water: int = DEFAULT_HIGH_WATER_BYTES,
-                 low_water: int = DEFAULT_LOW_WATER_BYTES) -> None:
+                 low_water: int = DEFAULT_LOW_WATER_BYTES, tls=None) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -356,6 +377,17 @@ class Transport:
         self._closed = False
         self._reading = True
         self._writing = False
+        # TLS (conduit.net.tls; see "TLS" in the theory of operation)
+        self.secure = tls is not None
+        self.alpn: str | None = None
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in = self._tls_out = _NO_BIO  # a TLS transport's own: _start_tls
+        self._cipher = bytearray()  # encrypted bytes the socket has not taken yet
+        self._handshake_timer: Handle | None = None
+        self._handshaking = False
+        self._seen_bytes = False
+        if tls is not None:
+            self._start_tls(tls)
         loop.add_reader(self.fd, self._on_readable)
 
     # -- reading -----------------------------------------------------------------------
@@ -367,6 +399,10 @@ class Transport:
         except OSError as exc:
             self._fatal(exc)
             return
+        if self._tls is not None:
+            data = self._tls_received(data)
+            if data is None:
+                return
         try:
             if data:
                 self.protocol.data_received(data)
@@ -421,15 +457,11 @@ class Transport:
         """
         if self._closing or self._closed:
             return
-        if self._out:
+        if self._out or self._tls is not None:
             self.writelines(buffers)
             return
-        try:
-            sent = self.sock.sendmsg(buffers)
-        except _TRY_AGAIN:
-            sent = 0
-        except OSError as exc:
-            self._fatal(exc)
+        sent = self._try_send(self.sock.sendmsg, buffers)
+        if sent < 0:
             return
         rest = []
         for data in buffers:
@@ -442,25 +474,40 @@ class Transport:
         if rest:
             self.writelines(rest)
 
+    def _try_send(self, send, data) -> int:
+        """``send(data)`` on the socket: the bytes it took, 0 if it would block, -1 after
+        an error (the transport is closed then)."""
+        try:
+            return send(data)
+        except _TRY_AGAIN:
+            return 0
+        except OSError as exc:
+            self._fatal(exc)
+            return -1
+
     def get_write_buffer_size(self) -> int:
-        return len(self._out)
+        return len(self._out) + (len(self._cipher) if self._tls is not None else 0)
 
     def _flush(self) -> None:
         self._dirty = False
         if self._closed:
             return
+        if self._tls is not None:
+            self._flush_tls()
+            return
         out = self._out
         if out:
-            try:
-                sent = self.sock.send(out)
-            except _TRY_AGAIN:
-                sent = 0
-            except OSError as exc:
-                self._fatal(exc)
+            sent = self._try_send(self.sock.send, out)
+            if sent < 0:
                 return
             if sent:
                 del out[:sent]  # O(1) in CPython: bytearray moves its start
-        if out:
+        self._after_send(bool(out))
+
+    def _after_send(self, waiting: bool) -> None:
+        # Bytes still wait: watch for writability. None: stop watching, and close if
+        # closing. Then resume the protocol at the low-water mark.
+        if waiting:
             if not self._writing:
                 self._writing = True
                 self.loop.add_writer(self.fd, self._on_writable)
@@ -471,7 +518,7 @@ class Transport:
             if self._closing:
                 self._close_now(None)
                 return
-        if self._paused and len(out) <= self.low_water:
+        if self._paused and self.get_write_buffer_size() <= self.low_water:
             self._paused = False
             self.protocol.resume_writing()
 
@@ -489,6 +536,9 @@ class Transport:
             return
         self._closing = True
         self.pause_reading()
+        if self._tls is not None:
+            self._close_tls()
+            return
         if not self._out:
             self._close_now(None)
         elif not self._dirty:
@@ -510,6 +560,12 @@ class Transport:
         self._closed = True
         self._closing = True
         self._out = bytearray()
+        if self._tls is not None:
+            self._tls = None
+            self._cipher = bytearray()
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
         loop = self.loop
         if self._reading:
             self._reading = False
@@ -522,6 +578,149 @@ class Transport:
         except OSError:
             pass
         loop.call_soon(self.protocol.connection_lost, exc)
+
+    # -- TLS (conduit.net.tls) -------------------------------------------------------------
+    def _start_tls(self, tls) -> None:
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._tls = tls.context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        self._handshaking = True
+        self._seen_bytes = False
+        self._handshake_timer = self.loop.call_later(tls.handshake_timeout,
+                                                     self._handshake_timed_out)
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if self._handshaking and not self._closed:
+            log.info("TLS handshake from %s:%s timed out", *self.peer)
+            self._close_now(None)
+
+    def _tls_received(self, data: bytes):
+        """Ciphertext in, plaintext out: the bytes for the protocol, b"" at the end of the
+        stream (EOF or the peer's close_notify), or None for nothing (yet)."""
+        tls = self._tls
+        assert tls is not None  # a TLS transport's
+        if not data:
+            if self._handshaking:
+                if self._seen_bytes:
+                    log.info("TLS handshake from %s:%s failed: the client closed", *self.peer)
+                self._close_now(None)
+                return None
+            return b""
+        if self._handshaking:
+            if not self._seen_bytes and _looks_like_plain_http(data):
+                log.info("plain HTTP request on the TLS port from %s:%s", *self.peer)
+                try:
+                    self.sock.send(_PLAIN_HTTP_ANSWER)
+                except OSError:
+                    pass
+                self._close_now(None)
+                return None
+            self._seen_bytes = True
+        self._tls_in.write(data)
+        if self._handshaking:
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._send_cipher()
+                return None
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake from %s:%s failed: %s", *self.peer,
+                         getattr(exc, "reason", None) or exc)
+                self._send_cipher()
+                self._close_now(None)
+                return None
+            self._handshaking = False
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
+            self.alpn = tls.selected_alpn_protocol()
+            if self._out and not self._dirty:  # written before the handshake was done
+                self._dirty = True
+                self.loop._mark_dirty(self)
+        chunks = []
+        ended = False
+        while True:
+            try:
+                chunk = tls.read(READ_CHUNK_BYTES)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # close_notify
+                ended = True
+                break
+            except ssl.SSLError as exc:
+                log.info("TLS error from %s:%s: %s", *self.peer,
+                         getattr(exc, "reason", None) or exc)
+                self._close_now(None)
+                return None
+            if not chunk:
+                ended = True
+                break
+            chunks.append(chunk)
+        if self._tls_out.pending:  # post-handshake messages (session tickets)
+            self._send_cipher()
+        if chunks:
+            if ended:  # what came before the close_notify first; the end next turn
+                self.loop.call_soon(self._tls_ended)
+            return b"".join(chunks)
+        return b"" if ended else None
+
+    def _tls_ended(self) -> None:
+        if not self._closed and self._reading:
+            self.pause_reading()
+            try:
+                self.protocol.eof_received()
+            except Exception as exc:
+                log.exception("protocol error on fd %d; closing the connection", self.fd)
+                self._close_now(exc)
+
+    def _flush_tls(self) -> None:
+        out = self._out
+        tls = self._tls
+        assert tls is not None  # a TLS transport's
+        if out and not self._handshaking:
+            # PERF: one SSLObject.write for everything the turn queued (records of up to
+            # 16 KiB), not one per write() call.
+            try:
+                tls.write(out)
+            except ssl.SSLError as exc:
+                log.info("TLS error to %s:%s: %s", *self.peer, exc)
+                self._close_now(None)
+                return
+            out.clear()
+        self._send_cipher()
+        if not self._closed:
+            self._after_send(bool(self._cipher))
+
+    def _send_cipher(self) -> None:
+        cipher = self._cipher
+        if self._tls_out.pending:
+            cipher += self._tls_out.read()
+        if not cipher:
+            return
+        sent = self._try_send(self.sock.send, cipher)
+        if sent > 0:
+            del cipher[:sent]
+
+    def _close_tls(self) -> None:
+        # What is queued goes out, then our close_notify, then the close (_flush_tls).
+        tls = self._tls
+        if tls is not None and not self._handshaking:
+            try:
+                if self._out:
+                    tls.write(self._out)
+                tls.unwrap()
+            except (ssl.SSLWantReadError, ssl.SSLError):
+                pass  # the close_notify is written; the peer's is not awaited
+        self._out.clear()
+        if not self._dirty:
+            self._dirty = True
+            self.loop._mark_dirty(self)
+
+
+def tls_available() -> bool:
+    """True when this twin can speak TLS (the pure one always can: Python's ssl)."""
+    return True
 
 
 def create_listen_socket(host: str, port: int, backlog: int = 2048,
@@ -550,10 +749,11 @@ class Listener:
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol_factory,
                  high_water: int = DEFAULT_HIGH_WATER_BYTES,
-                 low_water: int = DEFAULT_LOW_WATER_BYTES) -> None:
+                 low_water: int = DEFAULT_LOW_WATER_BYTES, tls=None) -> None:
         self.loop = loop
         self.sock = sock
         self.protocol_factory = protocol_factory
+        self.tls = tls  # a conduit.net.tls.ServerTLS: every connection speaks TLS
         self.high_water = high_water
         self.low_water = low_water
         self._accepting = False
@@ -602,7 +802,7 @@ class Listener:
             try:
                 protocol = self.protocol_factory()
                 transport = Transport(self.loop, conn, protocol, self.high_water,
-                                      self.low_water)
+                                      self.low_water, self.tls)
                 protocol.connection_made(transport)
             except Exception:
                 log.exception("error while setting up a connection; closing it")

@@ -14,12 +14,14 @@ if TYPE_CHECKING:  # mypy reads the names from the compiled twin's stub, which b
         Loop,
         Transport,
         create_listen_socket,
+        tls_available,
     )
 else:
     Loop = _impl.Loop
     Transport = _impl.Transport
     Listener = _impl.Listener
     create_listen_socket = _impl.create_listen_socket
+    tls_available = _impl.tls_available
     DEFAULT_HIGH_WATER_BYTES = _impl.DEFAULT_HIGH_WATER_BYTES
     DEFAULT_LOW_WATER_BYTES = _impl.DEFAULT_LOW_WATER_BYTES
 
@@ -28,6 +30,7 @@ __all__ = [
     "Transport",
     "Listener",
     "create_listen_socket",
+    "tls_available",
     "DEFAULT_HIGH_WATER_BYTES",
     "DEFAULT_LOW_WATER_BYTES",
 ]

@@ -317,7 +317,7 @@ cdef class Subscriber:
 
     cdef Py_ssize_t _queued(self):
         if type(self.transport) is Transport:
-            return (<Transport>self.transport)._end - (<Transport>self.transport)._start
+            return (<Transport>self.transport)._queued()
         return self.transport.get_write_buffer_size()
 
     def deliver(self):

@@ -134,7 +134,8 @@ class ASGICall:
         self.body = body
 
 
-def http_scope(request, client, server_address, root_path: str, state: dict) -> dict:
+def http_scope(request, client, server_address, root_path: str, state: dict,
+               scheme: str = "http") -> dict:
     """The ``http`` scope of a parsed request (rule 2)."""
     target = request.target
     if not target.startswith("/"):  # absolute-form (a proxy's request) or "*"
@@ -147,7 +148,7 @@ def http_scope(request, client, server_address, root_path: str, state: dict) -> 
         "asgi": ASGI_VERSION,
         "http_version": request.version,
         "method": request.method,
-        "scheme": "http",
+        "scheme": scheme,
         "path": unquote(raw_path),
         "raw_path": raw_path.encode("latin-1"),
         "query_string": query.encode("latin-1"),
@@ -183,9 +184,12 @@ class ASGIApp:
 
     def __call__(self, request, client) -> ASGICall:
         server = self.server
-        address = server.address if server is not None else ("", 0)
+        if server is None:
+            address, scheme = ("", 0), "http"
+        else:
+            address, scheme = server.address, server.scheme
         return ASGICall(self.app, http_scope(request, client, address, self.root_path,
-                                             self.state), request.body)
+                                             self.state, scheme), request.body)
 
     # -- lifespan (rule 6) -------------------------------------------------------------
     def startup(self, loop, server=None):

@@ -40,6 +40,11 @@ graceful drain.
       is left is cut); the application's ``shutdown`` then closes (and fsyncs) the durable
       channel logs, and ``run()`` returns 0.
    A second signal cuts every connection and returns at once, with 1.
+5. HTTPS: with ``ssl_certfile`` set, ``bind()`` builds the TLS context (a bad file, a wrong
+   password or a key that does not match is a ``BindError``: exit status 3) and every
+   connection speaks TLS (``conduit.net.tls``); the rest of the server is unchanged.
+   SIGHUP reloads the certificate and key (``reload_tls``) without dropping a connection;
+   under ``--workers`` the supervisor passes SIGHUP on to every worker.
 """
 
 from __future__ import annotations
@@ -52,11 +57,12 @@ import os
 import random
 import signal
 import socket
+import ssl
 from collections import deque
 from typing import TYPE_CHECKING
 
 from conduit.config import Config
-from conduit.net.loop import Listener, Loop, create_listen_socket
+from conduit.net.loop import Listener, Loop, create_listen_socket, tls_available
 from conduit.server.aio import new_thread_pool
 from conduit.server.connection import HTTPConnection
 
@@ -128,6 +134,7 @@ class Server:
         self._retry_ms: dict = {}  # drain: stream connection -> its reconnection delay
         self.started_at: float | None = None
         self.listener: Listener | None = None
+        self.tls = None  # a conduit.net.tls.ServerTLS when serving HTTPS (bind)
         self._bound: tuple | None = None  # the address bind() got
         self._sweeper: Handle | None = None
         self._drain_deadline: float | None = None
@@ -145,10 +152,24 @@ class Server:
         except OSError as exc:
             raise BindError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
                                        f"{exc.strerror or exc}") from exc
+        try:
+            if config.ssl_certfile and not tls_available():
+                raise ValueError("conduit's compiled loop was built without OpenSSL's "
+                                 "headers: install them (Debian: libssl-dev) and reinstall "
+                                 "conduit, or run with CONDUIT_EXTENSIONS=0")
+            self.tls = config.server_tls()
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            sock.close()
+            raise BindError(getattr(exc, "errno", None) or 0,
+                            f"cannot serve HTTPS with {config.ssl_certfile}: {exc}") from exc
         self.listener = Listener(self.loop, sock, self._new_connection,
-                                 config.high_water_bytes, config.low_water_bytes)
+                                 config.high_water_bytes, config.low_water_bytes, self.tls)
         self._bound = self.listener.address
         return self._bound
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     @property
     def address(self) -> tuple:
@@ -172,9 +193,11 @@ class Server:
         shown = f"[{host}]" if ":" in host else host
         log.info("Started server process [%d]", os.getpid())
         if self.worker is None:
-            log.info("conduit running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+            log.info("conduit running on %s://%s:%d (Press CTRL+C to quit)", self.scheme,
+                     shown, port)
         else:  # the supervisor says "conduit running on" once every worker is up
-            log.info("worker %d listening on http://%s:%d", self.worker, shown, port)
+            log.info("worker %d listening on %s://%s:%d", self.worker, self.scheme, shown,
+                     port)
         if install_signals:
             self.catch_signals()
         self.started_at = self.loop.time()
@@ -267,12 +290,23 @@ class Server:
         drain the worker, not kill it (signal.SIG_DFL). A signal caught before the loop runs
         is handled on its first turn."""
         if not self._previous_handlers:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
         # Runs in the main thread between bytecodes; hand over to the loop.
-        self.loop.call_soon_threadsafe(self.shutdown, signum)
+        if signum == signal.SIGHUP:
+            self.loop.call_soon_threadsafe(self.reload_tls)
+        else:
+            self.loop.call_soon_threadsafe(self.shutdown, signum)
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: read the TLS certificate and key again (rule 5); open connections keep
+        the ones they started with. Without TLS, a SIGHUP is logged and ignored."""
+        if self.tls is None:
+            log.info("SIGHUP: no TLS certificate to reload; ignored")
+            return False
+        return self.tls.reload()
 
     def shutdown(self, signum=None) -> None:
         """Start a graceful drain (first call) or cut everything (second call)."""

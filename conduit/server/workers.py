@@ -195,7 +195,8 @@ class Supervisor:
         self._selector.register(wake_r, selectors.EVENT_READ, lambda mask: _drain_pipe(wake_r))
         previous_wakeup = signal.set_wakeup_fd(wake_w)
         previous = {signum: signal.signal(signum, self._on_signal)
-                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
+                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD,
+                                   signal.SIGHUP)}
         try:
             for worker in self.workers:
                 self._start(worker)
@@ -260,6 +261,11 @@ class Supervisor:
             signum = self._signals.pop(0)
             if signum in (signal.SIGINT, signal.SIGTERM):
                 self._on_stop_signal(signum)
+            elif signum == signal.SIGHUP and not self.stopping:
+                # TLS certificate reload: each worker reloads its own
+                # (conduit.server.server rule 5)
+                log.info("SIGHUP: passed on to the workers")
+                self._signal_all(signal.SIGHUP)
         self._reap()
         now = time.monotonic()
         for worker in self.workers:
@@ -399,8 +405,9 @@ class Supervisor:
             self._announced = True
             host = self.config.host
             shown = f"[{host}]" if ":" in host else host
-            log.info("conduit running on http://%s:%d with %d workers (Press CTRL+C to "
-                     "quit)", shown, self.port, len(self.workers))
+            scheme = "https" if self.config.ssl_certfile else "http"
+            log.info("conduit running on %s://%s:%d with %d workers (Press CTRL+C to "
+                     "quit)", scheme, shown, self.port, len(self.workers))
 
 
 def _drain_pipe(fd: int) -> None:

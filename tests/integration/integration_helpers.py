@@ -76,7 +76,7 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.server.scheme}://{self.host}:{self.port}"
 
     def call(self, fn, timeout: float = TIMEOUT):
         """Run ``fn()`` on the server's loop thread and return its result."""
@@ -298,7 +298,7 @@ def get_ok(address, path: str = "/") -> RawResponse:
 
 
 # -- python -m conduit run, as a subprocess ------------------------------------------------
-_RUNNING = re.compile(r"conduit running on http://([0-9.]+):(\d+)")
+_RUNNING = re.compile(r"conduit running on https?://([0-9.]+):(\d+)")
 
 
 def subprocess_env() -> dict:

@@ -1,6 +1,7 @@
 // Benchmark peer: Node.js with only the built-in http module.
 //
 //     node bench/peers/node/server.js --port 8004
+//     node bench/peers/node/server.js --port 8004 --cert cert.pem --key key.pem   (https)
 //
 // GET /count?n=N            N events (event counter, id i, data i), then the stream ends
 // GET /events               subscribe (": subscribed" once registered)
@@ -16,7 +17,9 @@
 // written to every subscriber (Node buffers what the socket does not take yet).
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 
 function option(name, fallback) {
   const i = process.argv.indexOf(name);
@@ -121,7 +124,8 @@ function events(req, res) {
   res.write(': subscribed\n\n');
 }
 
-const server = http.createServer((req, res) => {
+const cert = option('--cert', null);
+const handler = (req, res) => {
   const url = new URL(req.url, 'http://bench');
   const q = url.searchParams;
   if (req.method === 'GET' && url.pathname === '/count') {
@@ -148,7 +152,11 @@ const server = http.createServer((req, res) => {
     res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 10 });
     res.end('not found\n');
   }
-});
+};
+const server = cert
+  ? https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(option('--key', cert)) },
+    handler)
+  : http.createServer(handler);
 
 // No timeouts on long-lived streams: the benchmark holds idle subscribers.
 server.requestTimeout = 0;
