@@ -735,7 +735,9 @@ def chart(data: dict, path: Path) -> None:
         ax.axis("off")
     fig.suptitle(f"conduit vs peers: {data['machine']['cpu']}, {data['machine']['cores']} "
                  f"cores ({data['date']})", fontsize=10)
-    fig.tight_layout()
+    # room at the top for the title: with many rows, tight_layout alone let it run into
+    # the first row's titles
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.4 * rows)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
