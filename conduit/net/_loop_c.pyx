@@ -29,8 +29,10 @@ from libc.string cimport memcpy, memmove, memset
 import heapq
 import logging
 import os
+import sys
 import time
 from collections import deque
+from ssl import SSLContext
 
 from conduit.net._loop_py import (
     ACCEPTS_PER_TURN,
@@ -251,9 +253,18 @@ cdef extern from *:
     int conduit_tls_alpn(void* ssl, char* out, size_t size)
 
 
+# NOTE: the SSL_CTX* is read from CPython's ssl.SSLContext object (the first field of its
+# PySSLContext struct in every CPython from 3.6 to 3.14). On a Python this code has not been
+# checked on, the compiled loop refuses TLS (the message says to use the pure twin) rather
+# than read a struct it does not know.
+_CONTEXT_LAYOUT_KNOWN = (3, 6) <= sys.version_info[:2] <= (3, 14) \
+    and sys.implementation.name == "cpython"
+
+
 def tls_available():
-    """True when this build can speak TLS (it was compiled with OpenSSL's headers)."""
-    return bool(conduit_tls_available())
+    """True when this build can speak TLS (compiled with OpenSSL's headers, on a CPython
+    whose ssl.SSLContext it knows)."""
+    return bool(conduit_tls_available()) and _CONTEXT_LAYOUT_KNOWN
 
 
 DEF MAX_IOV = 64  # writev with more buffers falls back to copying them into the outbox
@@ -914,10 +925,11 @@ cdef class Transport:
     # -- TLS (conduit.net.tls; the pure twin's _start_tls and neighbours, in C) ------------
     def _start_tls(self, tls):
         context = tls.context
-        if not conduit_tls_available():
-            raise RuntimeError("conduit's compiled loop was built without OpenSSL's headers: "
-                               "install them (Debian: libssl-dev) and reinstall conduit, "
-                               "or run with CONDUIT_EXTENSIONS=0")
+        if not tls_available() or type(context) is not SSLContext:
+            raise RuntimeError("conduit's compiled loop cannot speak TLS here (built without "
+                               "OpenSSL's headers, Debian: libssl-dev, or on a Python whose "
+                               "ssl.SSLContext it does not know): run with "
+                               "CONDUIT_EXTENSIONS=0")
         ctx = conduit_tls_ctx(context)
         if ctx == NULL or conduit_tls_ctx_options(ctx) != <unsigned long long>context.options:
             raise RuntimeError("this Python's ssl.SSLContext is not laid out as conduit "
