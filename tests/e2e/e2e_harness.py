@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-RUNNING_LINE = re.compile(r"conduit running on (http://127\.0\.0\.1:(\d+))")
+RUNNING_LINE = re.compile(r"conduit running on (https?://127\.0\.0\.1:(\d+))")
 
 
 class ExampleServer:
