@@ -7,6 +7,7 @@ twins of the transport run these (the suite runs again with CONDUIT_EXTENSIONS=0
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -342,3 +343,61 @@ def test_workers_serve_https_and_each_reloads_on_sighup(conduit_process, app_fil
              what="both workers reloaded")
     process.signal(signal.SIGTERM)
     assert process.wait() == 0
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_connections_ended_in_every_tls_state_leave_nothing_behind(serve, tls_files):
+    """200 connections, each ended a different way: reset before a byte, reset mid-
+    handshake, plain HTTP, garbage, a finished handshake then reset, a stream read in
+    part then reset, a stream read to its end. Afterwards the server holds no connection
+    and the process's file descriptors are back where they were (the in-process server
+    shares this process's fd table)."""
+    import struct
+
+    server = serve(stream_app(), **tls_settings(tls_files, ssl_handshake_timeout_seconds=5))
+    context = client_context(tls_files[0])
+    with httpx.Client(verify=context, timeout=TIMEOUT) as warm:  # first use of each path
+        warm.get(server.url + "/count?n=1")
+    wait_for(lambda: server.connection_count() == 0, what="the warm-up connection released")
+    baseline = open_fds()
+
+    def rst(sock) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    for k in range(200):
+        kind = k % 7
+        raw = socket.create_connection(server.address, timeout=TIMEOUT)
+        if kind == 0:
+            rst(raw)
+        elif kind == 1:
+            raw.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start
+            rst(raw)
+        elif kind == 2:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
+            raw.close()
+        elif kind == 3:
+            raw.sendall(b"\x00" * 64)
+            raw.close()
+        else:
+            tls = context.wrap_socket(raw, server_hostname="localhost")
+            if kind == 4:
+                rst(tls)
+                continue
+            tls.sendall(b"GET /count?n=5000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            if kind == 5:
+                tls.recv(1000)
+                rst(tls)
+            else:
+                received = b""
+                while not received.endswith(b"0\r\n\r\n"):
+                    piece = tls.recv(65536)
+                    assert piece, "the stream ended early"
+                    received += piece
+                tls.close()
+    wait_for(lambda: server.connection_count() == 0, what="every connection released")
+    wait_for(lambda: open_fds() <= baseline, what="the file descriptors back to the baseline")
