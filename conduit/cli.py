@@ -78,6 +78,8 @@ _HELP = {
     "ssl_keyfile_password": "the password of an encrypted key",
     "ssl_ca_certs": "CA certificates (PEM) for client certificates",
     "ssl_ciphers": "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)",
+    "ssl_cert_reqs": "client certificates: 0 not asked, 1 optional, 2 required; checked "
+                     "against --ssl-ca-certs (default: %(default)s)",
     "ssl_handshake_timeout_seconds": "close a connection whose TLS handshake takes longer "
                                      "(default: %(default)s)",
 }

@@ -92,6 +92,9 @@ class Config:
     ssl_keyfile_password: str = ""
     ssl_ca_certs: str = ""
     ssl_ciphers: str = ""
+    # Client certificates (uvicorn's --ssl-cert-reqs, ssl.VerifyMode): 0 none asked, 1 asked
+    # and checked against ssl_ca_certs when given, 2 required.
+    ssl_cert_reqs: int = 0
     # A TLS handshake that has not finished this long after the accept costs the connection.
     ssl_handshake_timeout_seconds: float = 10.0
 
@@ -124,6 +127,11 @@ class Config:
                              f"got {self.thread_pool_size!r}")
         if self.workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {self.workers!r}")
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ValueError(f"ssl_cert_reqs must be 0, 1 or 2, got {self.ssl_cert_reqs!r}")
+        if self.ssl_cert_reqs and not self.ssl_ca_certs:
+            raise ValueError("ssl_cert_reqs needs ssl_ca_certs (the CAs client certificates "
+                             "are checked against)")
         for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers"):
             if getattr(self, name) and not self.ssl_certfile:
                 raise ValueError(f"{name} needs ssl_certfile (the certificate turns TLS on)")
@@ -151,5 +159,5 @@ class Config:
 
         return ServerTLS(self.ssl_certfile, self.ssl_keyfile or None,
                          self.ssl_keyfile_password or None, self.ssl_ca_certs or None,
-                         self.ssl_ciphers or None,
+                         self.ssl_ciphers or None, self.ssl_cert_reqs,
                          handshake_timeout=self.ssl_handshake_timeout_seconds)

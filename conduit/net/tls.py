@@ -70,7 +70,6 @@ class ServerTLS:
                                         ca_certs, ciphers, cert_reqs)
         self.handshake_timeout = handshake_timeout
         self.context = self._build()
-        self.generation = 1  # how many contexts were built (reloads + 1)
 
     def reload(self) -> bool:
         """Build a new context from the same files (rule 4); False (and a log line) if
@@ -81,7 +80,6 @@ class ServerTLS:
             log.error("TLS reload failed, keeping the current certificate: %s", exc)
             return False
         self.context = context
-        self.generation += 1
         log.info("TLS certificate reloaded from %s", self.certfile)
         return True
 

@@ -228,6 +228,23 @@ def test_a_stalled_handshake_is_closed_at_the_timeout(serve, tls_files, caplog):
     wait_for(lambda: server.connection_count() == 0, what="both connections released")
 
 
+def test_required_client_certificates(serve, tls_files, tmp_path, caplog):
+    """--ssl-ca-certs with --ssl-cert-reqs 2: a client with a certificate from that CA is
+    served; one without is refused in the handshake (one log line)."""
+    caplog.set_level("INFO", logger="conduit.net")
+    client_cert, client_key = make_cert(tmp_path, "client", cn="a-client")
+    server = serve(stream_app(), **tls_settings(tls_files, ssl_ca_certs=str(client_cert),
+                                                ssl_cert_reqs=2))
+    with_cert = client_context(tls_files[0])
+    with_cert.load_cert_chain(client_cert, client_key)
+    with httpx.Client(verify=with_cert, timeout=TIMEOUT) as client:
+        assert client.get(server.url + "/scheme").json() == {"scheme": "https"}
+    with httpx.Client(verify=client_context(tls_files[0]), timeout=TIMEOUT) as client:
+        with pytest.raises(httpx.TransportError):
+            client.get(server.url + "/scheme")
+    wait_for(lambda: "TLS handshake from 127.0.0.1" in caplog.text, what="the log line")
+
+
 def test_asgi_apps_see_the_https_scheme(serve, tls_files):
     seen = {}
 
@@ -316,6 +333,10 @@ def test_a_bad_certificate_is_a_startup_error(conduit_process, app_file, tmp_pat
     lonely = conduit_process(target, "--ssl-keyfile", tmp_path / "key.pem", started=False)
     assert lonely.wait() == 2
     assert "needs ssl_certfile" in lonely.stderr()
+    no_ca = conduit_process(target, "--ssl-certfile", tmp_path / "cert.pem", "--ssl-cert-reqs",
+                            "2", started=False)
+    assert no_ca.wait() == 2
+    assert "ssl_cert_reqs needs ssl_ca_certs" in no_ca.stderr()
 
 
 def test_workers_serve_https_and_each_reloads_on_sighup(conduit_process, app_file, tls_files):
